@@ -1,0 +1,80 @@
+"""`sdnvirt lab up|down|status`: a topology built on this machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sdnvirt.lab.lab import Lab, LabError, running_labs
+from sdnvirt.lab.paths import LabPaths
+from sdnvirt.model.loader import load_topology
+
+
+def register(verbs) -> None:
+    lab = verbs.add_parser("lab", help="build, inspect and remove a lab on this machine")
+    sub = lab.add_subparsers(dest="lab_verb", required=True, metavar="ACTION")
+
+    up = sub.add_parser("up", help="build the topology here: hosts, OVS, controller, guests")
+    up.add_argument("file", type=Path)
+    up.set_defaults(run=_up)
+
+    down = sub.add_parser("down", help="remove a lab and everything it made")
+    down.add_argument("name", nargs="?", help="the lab (default: the only one up)")
+    down.set_defaults(run=_down)
+
+    status = sub.add_parser("status", help="what a lab runs and whether the fabric is in sync")
+    status.add_argument("name", nargs="?", help="the lab (default: the only one up)")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.set_defaults(run=_status)
+
+
+def lab_named(name: str | None) -> Lab:
+    """The named lab, or the only one that is up."""
+    if name is None:
+        labs = running_labs()
+        if len(labs) != 1:
+            raise LabError("no lab is up" if not labs else f"several labs are up ({', '.join(labs)}): name one")
+        name = labs[0]
+    return Lab.open(name)
+
+
+def _up(args) -> int:
+    topology = load_topology(args.file)
+    lab = Lab(topology, LabPaths.of(topology.name))
+    lab.up(args.file)
+    print(f"lab {lab.name} is up: {len(topology.hosts)} hosts, {len(topology.guests)} guests "
+          f"(folder {lab.paths.root})")
+    return 0
+
+
+def _down(args) -> int:
+    lab = lab_named(args.name)
+    lab.down()
+    print(f"lab {lab.name} removed")
+    return 0
+
+
+def _status(args) -> int:
+    lab = lab_named(args.name)
+    status = lab.status()
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"lab {status['name']} ({status['folder']}){'' if status['complete'] else ' [incomplete]'}")
+    controller = status["controller"]
+    if "error" in controller:
+        print(f"  controller: unreachable: {controller['error']}")
+    else:
+        state = "converged" if controller["converged"] else "converging"
+        print(f"  controller: {state}, up {controller['uptime_s']}s")
+        for host, h in controller["hosts"].items():
+            links = ("ovsdb " + ("up" if h["ovsdb_connected"] else "DOWN")
+                     + ", openflow " + ("up" if h["openflow_connected"] else "DOWN"))
+            print(f"  host {host}: {links}, {h['bindings']} ports bound, "
+                  f"{'in sync' if h['in_sync'] else 'syncing'}, {h['flow_mods_sent']} flow-mods sent")
+    for name, process in status["processes"].items():
+        print(f"  process {name}: pid {process['pid']} {'running' if process['running'] else 'NOT RUNNING'}")
+    for name, guest in status["guests"].items():
+        nics = ", ".join(f"{n['network']} {n['ip']}" for n in guest["nics"])
+        print(f"  guest {name} on {guest['host']} ({guest['kind']}): {nics}")
+    return 0

@@ -1,0 +1,44 @@
+"""`sdnvirt`: one command, a few verbs that say what they do.
+
+Errors reach the user as one message each: bad input (files, arguments)
+exits with status 2, a failure of the lab or the controller with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sdnvirt.api.client import ApiError
+from sdnvirt.cli import demo, guest_exec, lab, pipeline, topo
+from sdnvirt.lab.lab import LabError
+from sdnvirt.model.problems import InputError
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sdnvirt", description="Migration-aware SDN controller for KVM/QEMU hosts.")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+    for module in (topo, lab, guest_exec, pipeline, demo):
+        module.register(verbs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except InputError as error:
+        print(error, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (LabError, ApiError) as error:
+        print(f"sdnvirt: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

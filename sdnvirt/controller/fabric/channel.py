@@ -1,0 +1,139 @@
+"""Requests to one switch that wait for their answers.
+
+os-ken delivers replies on its event thread; callers here (the reconcilers)
+run on their own threads and block, bounded by a timeout, until the reply
+with their xid arrives. xids come from our own counter, apart from the ones
+os-ken uses for its handshake, so the two never collide.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+
+from os_ken.ofproto import ofproto_v1_4 as ofp
+from os_ken.ofproto import ofproto_v1_4_parser as parser
+
+from sdnvirt.controller.fabric.flow import Flow
+from sdnvirt.controller.fabric.openflow import read_flow
+
+XID_BASE = 0x80000000
+DEFAULT_TIMEOUT = 10.0
+
+
+class SwitchError(RuntimeError):
+    """The switch refused a request, did not answer in time, or went away."""
+
+
+@dataclass
+class _Pending:
+    replies: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+    until_barrier: bool = False
+
+
+class SwitchChannel:
+    def __init__(self, datapath):
+        self.datapath = datapath
+        self._pending: dict[int, _Pending] = {}
+        self._lock = threading.Lock()
+        self._xids = itertools.count(XID_BASE)
+        self.closed = False
+
+    @property
+    def dpid(self) -> int:
+        return self.datapath.id
+
+    def _next_xid(self) -> int:
+        with self._lock:
+            return next(self._xids) & 0xFFFFFFFF
+
+    def _send(self, msg, xid: int) -> None:
+        msg.set_xid(xid)
+        if self.closed or not self.datapath.send_msg(msg):
+            raise SwitchError(f"switch {self.dpid:#x} is not connected")
+
+    def _expect(self, xid: int, until_barrier: bool = False) -> _Pending:
+        pending = _Pending(until_barrier=until_barrier)
+        with self._lock:
+            self._pending[xid] = pending
+        return pending
+
+    def _wait(self, xid: int, pending: _Pending, timeout: float, what: str) -> _Pending:
+        try:
+            if not pending.done.wait(timeout):
+                raise SwitchError(f"switch {self.dpid:#x} did not answer {what} within {timeout:.0f}s")
+            if self.closed:
+                raise SwitchError(f"switch {self.dpid:#x} disconnected during {what}")
+            return pending
+        finally:
+            with self._lock:
+                self._pending.pop(xid, None)
+
+    def deliver(self, msg) -> bool:
+        """Hand a reply or error from os-ken to whoever waits for it; False if nobody does."""
+        with self._lock:
+            pending = self._pending.get(msg.xid)
+        if pending is None:
+            return False
+        if isinstance(msg, parser.OFPErrorMsg):
+            pending.errors.append(msg)
+            if not pending.until_barrier:
+                pending.done.set()
+            return True
+        pending.replies.append(msg)
+        more = getattr(msg, "flags", 0) & ofp.OFPMPF_REPLY_MORE if hasattr(msg, "body") else 0
+        if not pending.until_barrier and not more:
+            pending.done.set()
+        return True
+
+    def close(self) -> None:
+        """The switch went away: wake everyone still waiting."""
+        self.closed = True
+        with self._lock:
+            waiting = list(self._pending.values())
+        for pending in waiting:
+            pending.done.set()
+
+    def flow_stats(self, timeout: float = DEFAULT_TIMEOUT) -> list:
+        """Every flow on the switch as os-ken flow stats (with packet counters)."""
+        xid = self._next_xid()
+        pending = self._expect(xid)
+        self._send(parser.OFPFlowStatsRequest(self.datapath), xid)
+        self._wait(xid, pending, timeout, "a flow dump")
+        if pending.errors:
+            raise SwitchError(f"switch {self.dpid:#x} refused a flow dump: {pending.errors[0]}")
+        return [stats for reply in pending.replies for stats in reply.body]
+
+    def dump_flows(self, timeout: float = DEFAULT_TIMEOUT) -> list[Flow]:
+        return [read_flow(stats) for stats in self.flow_stats(timeout)]
+
+    def commit_bundle(self, messages: list, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Apply `messages` atomically (an OpenFlow 1.4 bundle): all of them or none."""
+        xid = self._next_xid()
+        flags = ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
+        bundle_id = xid
+        pending = self._expect(xid, until_barrier=True)
+        self._send(parser.OFPBundleCtrlMsg(self.datapath, bundle_id, ofp.OFPBCT_OPEN_REQUEST, flags, []), xid)
+        for msg in messages:
+            self._send(parser.OFPBundleAddMsg(self.datapath, bundle_id, flags, msg, []), xid)
+        self._send(parser.OFPBundleCtrlMsg(self.datapath, bundle_id, ofp.OFPBCT_COMMIT_REQUEST, flags, []), xid)
+        self._barrier_then_finish(xid, pending, timeout)
+        committed = any(isinstance(r, parser.OFPBundleCtrlMsg) and r.type == ofp.OFPBCT_COMMIT_REPLY
+                        for r in pending.replies)
+        if pending.errors or not committed:
+            detail = pending.errors[0] if pending.errors else "no commit reply"
+            raise SwitchError(f"switch {self.dpid:#x} rejected a bundle: {detail}")
+
+    def _barrier_then_finish(self, xid: int, pending: _Pending, timeout: float) -> None:
+        """A barrier after the bundle: once it is answered, every answer to the bundle is in."""
+        barrier_xid = self._next_xid()
+        barrier = self._expect(barrier_xid)
+        try:
+            self._send(parser.OFPBarrierRequest(self.datapath), barrier_xid)
+            self._wait(barrier_xid, barrier, timeout, "a barrier")
+        finally:
+            with self._lock:
+                self._pending.pop(xid, None)

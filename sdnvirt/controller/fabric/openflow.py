@@ -1,0 +1,84 @@
+"""Flows to OpenFlow 1.4 messages and back, through os-ken's parser.
+
+The only module that knows how a Flow is spelled on the wire; the compiler
+and the reconciler deal in Flow values.
+"""
+
+from __future__ import annotations
+
+from os_ken.ofproto import ofproto_v1_4 as ofp
+from os_ken.ofproto import ofproto_v1_4_parser as parser
+
+from sdnvirt.controller.fabric.flow import Action, Flow, Foreign, Move, Output, SetField, ToController, flow
+
+OFP_VERSION = ofp.OFP_VERSION
+
+
+def _action(action: Action):
+    if isinstance(action, Output):
+        return parser.OFPActionOutput(action.port)
+    if isinstance(action, SetField):
+        return parser.OFPActionSetField(**{action.field: action.value})
+    if isinstance(action, Move):
+        return parser.NXActionRegMove(src_field=action.src, dst_field=action.dst, n_bits=action.n_bits)
+    if isinstance(action, ToController):
+        return parser.OFPActionOutput(ofp.OFPP_CONTROLLER, action.max_len)
+    raise TypeError(f"cannot send {action!r}")
+
+
+def instructions(rule: Flow) -> list:
+    result = []
+    if rule.actions:
+        result.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [_action(a) for a in rule.actions]))
+    if rule.write_metadata is not None:
+        result.append(parser.OFPInstructionWriteMetadata(*rule.write_metadata))
+    if rule.goto is not None:
+        result.append(parser.OFPInstructionGotoTable(rule.goto))
+    return result
+
+
+def flow_add(datapath, rule: Flow) -> parser.OFPFlowMod:
+    """An add that also replaces a flow with the same key (OpenFlow's add semantics)."""
+    return parser.OFPFlowMod(datapath, cookie=rule.cookie, table_id=rule.table, command=ofp.OFPFC_ADD,
+                             priority=rule.priority, match=parser.OFPMatch(**dict(rule.match)),
+                             instructions=instructions(rule))
+
+
+def flow_delete(datapath, rule: Flow) -> parser.OFPFlowMod:
+    return parser.OFPFlowMod(datapath, table_id=rule.table, command=ofp.OFPFC_DELETE_STRICT,
+                             priority=rule.priority, match=parser.OFPMatch(**dict(rule.match)),
+                             out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY)
+
+
+def _read_action(action) -> Action:
+    if isinstance(action, parser.OFPActionOutput):
+        if action.port == ofp.OFPP_CONTROLLER:
+            return ToController(action.max_len)
+        return Output(action.port)
+    if isinstance(action, parser.OFPActionSetField):
+        return SetField(action.key, _plain(action.value))
+    if isinstance(action, parser.NXActionRegMove) and action.src_ofs == 0 and action.dst_ofs == 0:
+        # Open vSwitch answers with the NXM spelling of the OXM fields we sent.
+        return Move(action.src_field.removesuffix("_nxm"), action.dst_field.removesuffix("_nxm"), action.n_bits)
+    return Foreign(repr(action.to_jsondict()))
+
+
+def read_flow(stats) -> Flow:
+    """A Flow from one entry of a flow-stats reply (or a parsed flow-mod)."""
+    actions: list[Action] = []
+    write_metadata = goto = None
+    for inst in stats.instructions:
+        if isinstance(inst, parser.OFPInstructionActions) and inst.type == ofp.OFPIT_APPLY_ACTIONS:
+            actions += [_read_action(a) for a in inst.actions]
+        elif isinstance(inst, parser.OFPInstructionWriteMetadata):
+            write_metadata = (inst.metadata, inst.metadata_mask)
+        elif isinstance(inst, parser.OFPInstructionGotoTable):
+            goto = inst.table_id
+        else:
+            actions.append(Foreign(repr(inst.to_jsondict())))
+    return flow(stats.table_id, stats.priority, {k: _plain(v) for k, v in stats.match.items()},
+                actions=actions, write_metadata=write_metadata, goto=goto, cookie=stats.cookie)
+
+
+def _plain(value):
+    return tuple(value) if isinstance(value, list) else value

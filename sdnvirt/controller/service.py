@@ -1,0 +1,170 @@
+"""The controller's parts, wired together: store, fabric, OVSDB watchers, os-ken.
+
+This is what the daemon runs and what the REST API asks questions of.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from os_ken import cfg
+from os_ken.base import app_manager
+
+from sdnvirt.controller.endpoints import HostEndpoints
+from sdnvirt.controller.fabric.bridges import Fabric
+from sdnvirt.controller.fabric.cookies import owner_names
+from sdnvirt.controller.fabric.listener import UnixOpenFlowListener
+from sdnvirt.controller.fabric.openflow import read_flow
+from sdnvirt.controller.fabric.openflow_app import FabricApp
+from sdnvirt.controller.fabric.pipeline import Pipeline
+from sdnvirt.controller.state import MemoryStore
+from sdnvirt.model.topology import Topology
+from sdnvirt.vswitch.integration_bridge import BridgeSettings, ensure_integration_bridge, ensure_tunnels
+from sdnvirt.vswitch.names import datapath_id
+from sdnvirt.vswitch.ovsdb import HostOvsdb
+from sdnvirt.vswitch.ports import HostPorts
+
+LOG = logging.getLogger(__name__)
+READY_TIMEOUT = 20.0  # seconds to wait for every host's OVSDB before programming anyway
+RECONNECT_DELAY = 1.0
+
+
+class Controller:
+    def __init__(self, topology: Topology, endpoints: dict[str, HostEndpoints], pipeline: Pipeline,
+                 openflow_socket: Path):
+        self.topology = topology
+        self.endpoints = endpoints
+        self.pipeline = pipeline
+        self.store = MemoryStore(topology)
+        self.fabric = Fabric(self.store, pipeline)
+        self.listener = UnixOpenFlowListener(openflow_socket)
+        self.ovsdbs: dict[str, HostOvsdb] = {}
+        self._heard_from: set[str] = set()
+        self._lock = threading.Lock()
+        self._owners = owner_names(topology)
+        self.started_at = time.time()
+
+    def start(self) -> None:
+        self._start_openflow()
+        for host in sorted(self.topology.hosts):
+            threading.Thread(target=self._attach_host, args=(host,), name=f"attach-{host}", daemon=True).start()
+        timer = threading.Timer(READY_TIMEOUT, self._ready_anyway)
+        timer.daemon = True
+        timer.start()
+
+    def _start_openflow(self) -> None:
+        manager = app_manager.AppManager.get_instance()
+        manager.load_apps([FabricApp.__module__])
+        contexts = manager.create_contexts()
+        manager.instantiate_apps(**contexts, fabric=self.fabric)
+        self.listener.start()
+
+    def _attach_host(self, host: str) -> None:
+        """Connect to a host's OVSDB (retrying while it is away), then shape its bridge."""
+        endpoint = self.endpoints[host]
+        while True:
+            ovsdb = HostOvsdb(host, endpoint.ovsdb, self._ports_seen)
+            try:
+                ovsdb.start()
+                ensure_integration_bridge(ovsdb.api, BridgeSettings(datapath_id(self.topology.name, host),
+                                                                    endpoint.openflow_target))
+                ensure_tunnels(ovsdb.api, {name: str(h.address) for name, h in self.topology.hosts.items()
+                                           if name != host})
+                self.ovsdbs[host] = ovsdb
+                LOG.info("host %s: OVSDB %s attached", host, endpoint.ovsdb)
+                return
+            except Exception as error:  # any failure to reach or shape the host: retry
+                LOG.warning("host %s: OVSDB %s: %s; retrying", host, endpoint.ovsdb, error)
+                ovsdb.stop()
+                time.sleep(RECONNECT_DELAY)
+
+    def _ports_seen(self, ports: HostPorts) -> None:
+        self.store.set_host_ports(ports)
+        with self._lock:
+            self._heard_from.add(ports.host)
+            everyone = self._heard_from >= set(self.topology.hosts)
+        if everyone and not self.fabric.ready.is_set():
+            LOG.info("every host's ports are known: programming bridges")
+            self.fabric.ready.set()
+
+    def _ready_anyway(self) -> None:
+        if not self.fabric.ready.is_set():
+            missing = sorted(set(self.topology.hosts) - self._heard_from)
+            LOG.warning("no OVSDB answer from %s after %.0fs: programming the others", missing, READY_TIMEOUT)
+            self.fabric.ready.set()
+
+    def stop(self) -> None:
+        self.listener.stop()
+        self.fabric.stop()
+        for ovsdb in self.ovsdbs.values():
+            ovsdb.stop()
+
+    def status(self) -> dict:
+        hosts = {}
+        view = self.store.view()
+        for host, sync in self.fabric.syncs.items():
+            ovsdb = self.ovsdbs.get(host)
+            ports = view.ports.get(host, HostPorts(host))
+            hosts[host] = {
+                "ovsdb_connected": bool(ovsdb and ovsdb.connected),
+                "openflow_connected": sync.channel is not None,
+                "in_sync": sync.in_sync,
+                "bindings": len(ports.bindings),
+                "tunnels": len(ports.tunnels),
+                "syncs": sync.stats.syncs,
+                "flow_mods_sent": sync.stats.flow_mods,
+                "last_sync_flow_mods": sync.stats.last_flow_mods,
+                "last_sync_ms": round(sync.stats.last_duration_ms, 3),
+                "converge_ms": None if sync.stats.converge_ms is None else round(sync.stats.converge_ms, 3),
+                "sync_failures": sync.stats.failures,
+            }
+        return {
+            "topology": self.topology.name,
+            "ready": self.fabric.ready.is_set(),
+            "converged": all(h["openflow_connected"] and h["in_sync"] for h in hosts.values()),
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "unknown_switches": self.fabric.unknown_switches,
+            "hosts": hosts,
+        }
+
+    def flows(self, host: str) -> list[dict]:
+        """The host's flows as the switch holds them now, with counters and owners."""
+        channel = self.fabric.syncs[host].channel
+        if channel is None:
+            raise LookupError(f"host {host}'s bridge is not connected")
+        entries = []
+        for stats in sorted(channel.flow_stats(), key=lambda s: (s.table_id, -s.priority)):
+            rule = read_flow(stats)
+            table = self.pipeline.by_id(rule.table)
+            instructions = [str(a) for a in rule.actions]
+            if rule.write_metadata is not None:
+                instructions.append(f"write_metadata:{rule.write_metadata[0]:#x}/{rule.write_metadata[1]:#x}")
+            if rule.goto is not None:
+                goto = self.pipeline.by_id(rule.goto)
+                instructions.append(f"goto:{goto.name if goto else rule.goto}")
+            entries.append({
+                "table": table.name if table else str(rule.table),
+                "table_id": rule.table,
+                "priority": rule.priority,
+                "cookie": f"{rule.cookie:#018x}",
+                "owner": self._owners.get(rule.cookie, "unknown"),
+                "match": {k: v if not isinstance(v, tuple) else f"{v[0]}/{v[1]}" for k, v in rule.match},
+                "actions": instructions or ["drop"],
+                "packets": stats.packet_count,
+                "bytes": stats.byte_count,
+            })
+        return entries
+
+    def port_security_drops(self) -> dict[str, dict[str, int]]:
+        """Per host, per guest NIC: packets dropped for sending from a foreign MAC or IP."""
+        violation = self.pipeline.table("port_security").priority("violation")
+        drops: dict[str, dict[str, int]] = {}
+        for host, sync in self.fabric.syncs.items():
+            if sync.channel is None:
+                continue
+            drops[host] = {entry["owner"].removeprefix("port "): entry["packets"] for entry in self.flows(host)
+                           if entry["table"] == "port_security" and entry["priority"] == violation}
+        return drops

@@ -1,0 +1,52 @@
+"""A `netns` guest: a namespace standing in for a VM, wired the way libvirt wires one.
+
+Each NIC is a veth pair: the guest end carries the NIC's MAC and address,
+the host end is added to the host's integration bridge as an OVS Interface
+with the external_ids libvirt writes (iface-id, attached-mac, vm-id,
+iface-status). The controller cannot tell it from a QEMU guest.
+"""
+
+from __future__ import annotations
+
+from sdnvirt.lab import naming, netns
+from sdnvirt.lab.host import LabHost
+from sdnvirt.lab.netns import NetworkNamespace
+from sdnvirt.lab.record import LabRecord
+from sdnvirt.model.topology import Guest, Nic, Topology, guest_uuid
+from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
+from sdnvirt.vswitch.ports import ATTACHED_MAC, IFACE_ID, IFACE_STATUS, VM_ID
+
+
+class NetnsGuest:
+    def __init__(self, topology: Topology, guest: Guest, host: LabHost):
+        self.topology = topology
+        self.guest = guest
+        self.host = host
+        self.namespace = naming.guest_namespace(topology.name, guest.name)
+
+    def build(self, record: LabRecord) -> None:
+        record.add_namespace(self.namespace)
+        netns.create(self.namespace)
+        # No IPv6: a guest speaks only the addresses the topology gives it.
+        netns.set_sysctl(self.namespace, "net.ipv6.conf.all.disable_ipv6", "1")
+        netns.set_sysctl(self.namespace, "net.ipv6.conf.default.disable_ipv6", "1")
+        with NetworkNamespace(self.namespace) as ns:
+            ns.loopback_up()
+        for nic in self.guest.nics:
+            self._plug(nic)
+
+    def _plug(self, nic: Nic) -> None:
+        vif = naming.vif_name(nic.port_id)
+        inside = naming.guest_nic_name(nic.index)
+        network = self.topology.networks[nic.network]
+        with NetworkNamespace(self.host.namespace) as host_ns:
+            host_ns.add_veth(vif, self.namespace, inside)
+            host_ns.bring_up(vif)
+        with NetworkNamespace(self.namespace) as ns:
+            ns.bring_up(inside, mac=str(nic.mac).lower())
+            ns.add_address(inside, str(nic.ip), network.subnet.prefixlen)
+        ids = {IFACE_ID: nic.port_id, ATTACHED_MAC: str(nic.mac).lower(),
+               VM_ID: guest_uuid(self.topology.name, self.guest.name), IFACE_STATUS: "active"}
+        self.host.openvswitch.vsctl(
+            "add-port", INTEGRATION_BRIDGE, vif, "--", "set", "Interface", vif,
+            *(f'external_ids:{key}="{value}"' for key, value in ids.items()))

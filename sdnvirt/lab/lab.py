@@ -1,0 +1,215 @@
+"""A whole lab on this machine: `lab up`, `lab down`, `lab status`.
+
+`up` is all-or-nothing: every namespace and process is recorded as it is
+made, and any failure removes them again before the error is reported.
+`down` removes exactly what the record names, also after a crash, and stops
+processes only by the pids it recorded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdnvirt.api.client import ApiClient, ApiError
+from sdnvirt.lab import naming, netns
+from sdnvirt.lab.guest import NetnsGuest
+from sdnvirt.lab.host import LabHost
+from sdnvirt.lab.paths import SUN_PATH_MAX, LabPaths, labs_root
+from sdnvirt.lab.process import LabProcessError, is_running, start_background, stop
+from sdnvirt.lab.record import LabRecord
+from sdnvirt.lab.underlay import build_underlay
+from sdnvirt.model.loader import load_topology
+from sdnvirt.model.topology import GuestKind, Topology
+from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
+
+CONTROLLER = "controller"
+CONTROLLER_START_TIMEOUT = 30.0
+CONVERGE_TIMEOUT = 60.0
+POLL_INTERVAL = 0.05
+
+
+class LabError(RuntimeError):
+    """The lab could not be built or removed; the message says why."""
+
+
+@dataclass
+class Lab:
+    topology: Topology
+    paths: LabPaths
+
+    @classmethod
+    def open(cls, name: str) -> "Lab":
+        """A lab that is up, by name."""
+        paths = LabPaths.of(name)
+        if not paths.record.exists():
+            raise LabError(f"no lab named {name!r} is up (labs: {', '.join(running_labs()) or 'none'})")
+        return cls(load_topology(paths.topology), paths)
+
+    @property
+    def name(self) -> str:
+        return self.topology.name
+
+    def hosts(self) -> dict[str, LabHost]:
+        return {name: LabHost(self.topology, host, self.paths) for name, host in self.topology.hosts.items()}
+
+    def guests(self) -> dict[str, NetnsGuest]:
+        hosts = self.hosts()
+        return {name: NetnsGuest(self.topology, guest, hosts[guest.host])
+                for name, guest in self.topology.guests.items() if guest.kind == GuestKind.NETNS}
+
+    def api(self) -> ApiClient:
+        return ApiClient(self.paths.api_socket)
+
+    def up(self, source: Path) -> None:
+        self._check_free()
+        self.paths.root.mkdir(parents=True)
+        shutil.copyfile(source, self.paths.topology)
+        record = LabRecord(self.name, self.paths.record)
+        record.save()
+        try:
+            build_underlay(self.topology, record)
+            hosts = self.hosts()
+            for host in hosts.values():
+                host.build(record)
+            self._start_controller(record)
+            self._wait_for_bridges(hosts)
+            for guest in self.guests().values():
+                guest.build(record)
+            self.wait_converged()
+            record.complete = True
+            record.save()
+        except Exception as error:
+            cause = str(error) or type(error).__name__
+            try:
+                self.down()
+            except LabError as cleanup:
+                cause += f"; cleaning up also failed: {cleanup}"
+            raise LabError(f"lab {self.name} could not be built: {cause}") from error
+
+    def _check_free(self) -> None:
+        if self.paths.record.exists():
+            raise LabError(f"lab {self.name} is already up; `sdnvirt lab down {self.name}` removes it")
+        if self.paths.root.exists():
+            raise LabError(f"{self.paths.root} exists but holds no lab record; remove it first")
+        longest = self.paths.longest_socket(list(self.topology.hosts))
+        if len(str(longest).encode()) > SUN_PATH_MAX:
+            raise LabError(f"socket path {longest} is longer than {SUN_PATH_MAX} bytes; "
+                           "use a shorter lab name or SDNVIRT_LAB_ROOT")
+        taken = [ns for ns in self._namespaces() if netns.exists(ns)]
+        if taken:
+            raise LabError(f"namespaces of lab {self.name} exist already: {', '.join(taken)}")
+
+    def _namespaces(self) -> list[str]:
+        lab = self.name
+        return ([naming.fabric_namespace(lab), naming.controller_namespace(lab)]
+                + [naming.host_namespace(lab, h) for h in self.topology.hosts]
+                + [naming.guest_namespace(lab, g) for g in self.topology.guests])
+
+    def _start_controller(self, record: LabRecord) -> None:
+        namespace = naming.controller_namespace(self.name)
+        record.add_namespace(namespace)
+        netns.create(namespace)
+        self._launch_controller(record)
+
+    def _launch_controller(self, record: LabRecord) -> None:
+        record.add_process(start_background(
+            CONTROLLER, naming.controller_namespace(self.name),
+            [sys.executable, "-m", "sdnvirt.controller", "--lab", str(self.paths.root)],
+            self.paths.controller_pidfile, self.paths.controller_log))
+        deadline = time.monotonic() + CONTROLLER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                self.api().status()
+                return
+            except ApiError:
+                time.sleep(POLL_INTERVAL)
+        raise LabError(f"the controller did not answer within {CONTROLLER_START_TIMEOUT:.0f}s; "
+                       f"see {self.paths.controller_log}")
+
+    def restart_controller(self) -> None:
+        """Stop the controller process (by its recorded pid) and start a new one."""
+        record = LabRecord.load(self.paths.record)
+        for process in record.processes:
+            if process.name == CONTROLLER:
+                stop(process)
+        record.forget_process(CONTROLLER)
+        self._launch_controller(record)
+
+    def _wait_for_bridges(self, hosts: dict[str, LabHost]) -> None:
+        """Guests plug into br-int, which the controller makes on each host."""
+        deadline = time.monotonic() + CONTROLLER_START_TIMEOUT
+        waiting = set(hosts)
+        while waiting and time.monotonic() < deadline:
+            waiting = {h for h in waiting
+                       if INTEGRATION_BRIDGE not in hosts[h].openvswitch.vsctl("list-br").split()}
+            if waiting:
+                time.sleep(POLL_INTERVAL)
+        if waiting:
+            raise LabError(f"the controller made no {INTEGRATION_BRIDGE} on {', '.join(sorted(waiting))}; "
+                           f"see {self.paths.controller_log}")
+
+    def wait_converged(self, timeout: float = CONVERGE_TIMEOUT) -> dict:
+        """Until every bridge is connected and holds exactly its flows, every guest port bound."""
+        expected = {h: 0 for h in self.topology.hosts}
+        for guest in self.topology.guests.values():
+            expected[guest.host] += len(guest.nics)
+        deadline = time.monotonic() + timeout
+        status: dict = {}
+        while time.monotonic() < deadline:
+            status = self.api().status()
+            hosts = status["hosts"]
+            if status["converged"] and all(hosts[h]["bindings"] == n for h, n in expected.items()):
+                return status
+            time.sleep(POLL_INTERVAL)
+        raise LabError(f"the fabric did not converge within {timeout:.0f}s: {status}")
+
+    def down(self) -> None:
+        """Remove what the record names: processes by pid, then namespaces, then the folder."""
+        if not self.paths.record.exists():
+            raise LabError(f"no lab named {self.name!r} is up")
+        record = LabRecord.load(self.paths.record)
+        failures = []
+        for process in reversed(record.processes):
+            try:
+                stop(process)
+            except LabProcessError as error:
+                failures.append(str(error))
+        for namespace in reversed(record.namespaces):
+            try:
+                netns.remove(namespace)
+            except OSError as error:
+                failures.append(f"namespace {namespace}: {error}")
+        if failures:
+            raise LabError("; ".join(failures))
+        shutil.rmtree(self.paths.root)
+
+    def status(self) -> dict:
+        record = LabRecord.load(self.paths.record)
+        processes = {p.name: {"pid": p.pid, "running": is_running(p)} for p in record.processes}
+        try:
+            controller = self.api().status()
+        except ApiError as error:
+            controller = {"error": str(error)}
+        guests = {
+            name: {"host": g.host, "kind": g.kind.value, "namespace": naming.guest_namespace(self.name, name),
+                   "nics": [{"network": n.network, "ip": str(n.ip), "mac": str(n.mac)} for n in g.nics]}
+            for name, g in self.topology.guests.items()
+        }
+        return {
+            "name": self.name,
+            "folder": str(self.paths.root),
+            "complete": record.complete,
+            "namespaces": {ns: netns.exists(ns) for ns in record.namespaces},
+            "processes": processes,
+            "controller": controller,
+            "guests": guests,
+        }
+
+
+def running_labs() -> list[str]:
+    root = labs_root()
+    return sorted(p.parent.name for p in root.glob("*/lab.json")) if root.exists() else []

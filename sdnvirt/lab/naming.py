@@ -1,0 +1,50 @@
+"""Names of the namespaces and links a lab makes.
+
+Every namespace name starts with the lab's name, so two labs built from two
+files never collide and `ip netns` shows whose is whose. Links are created
+directly inside lab namespaces (never in the root namespace), so their names
+only need to be unique within their namespace and short enough for Linux.
+"""
+
+from __future__ import annotations
+
+from sdnvirt.vswitch.names import interface_name
+
+
+def host_namespace(lab: str, host: str) -> str:
+    return f"{lab}-host-{host}"
+
+
+def guest_namespace(lab: str, guest: str) -> str:
+    return f"{lab}-vm-{guest}"
+
+
+def fabric_namespace(lab: str) -> str:
+    """The namespace holding every segment's L2 domain and the router between them."""
+    return f"{lab}-fabric"
+
+
+def controller_namespace(lab: str) -> str:
+    """The controller's own namespace: its only doors are unix sockets."""
+    return f"{lab}-ctl"
+
+
+def segment_bridge(segment: str) -> str:
+    return interface_name("s-", segment)
+
+
+def segment_uplink(host: str) -> str:
+    """The fabric-side end of a host's underlay link."""
+    return interface_name("h-", host)
+
+
+def vif_name(port_id: str) -> str:
+    """The host-side end of a guest NIC, named after its logical port (as Neutron does)."""
+    return "tap" + port_id[:11]
+
+
+def guest_nic_name(index: int) -> str:
+    return f"eth{index}"
+
+
+UNDERLAY_NIC = "eth0"  # a host's physical NIC, inside br-phy

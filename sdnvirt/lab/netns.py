@@ -1,0 +1,81 @@
+"""Links, addresses and routes inside lab namespaces, through pyroute2.
+
+Every operation names the namespace it acts in; none of them can touch the
+root namespace, which is the lab's first safety rule.
+"""
+
+from __future__ import annotations
+
+from pyroute2 import NetNS, netns
+
+from sdnvirt.lab.process import run_in_namespace
+
+
+class NetworkNamespace:
+    """An open handle on one named namespace (pyroute2's NetNS)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._ipr = NetNS(name)
+
+    def __enter__(self) -> "NetworkNamespace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._ipr.close()
+
+    def _index(self, ifname: str) -> int:
+        found = self._ipr.link_lookup(ifname=ifname)
+        if not found:
+            raise LookupError(f"no link {ifname} in namespace {self.name}")
+        return found[0]
+
+    def add_veth(self, ifname: str, peer_namespace: str, peer_ifname: str, mtu: int = 1500) -> None:
+        """A veth pair made here with its peer born in the other namespace."""
+        self._ipr.link("add", ifname=ifname, kind="veth", mtu=mtu,
+                       peer={"ifname": peer_ifname, "net_ns_fd": peer_namespace, "mtu": mtu})
+
+    def add_bridge(self, ifname: str, mtu: int = 1500) -> None:
+        self._ipr.link("add", ifname=ifname, kind="bridge", mtu=mtu)
+
+    def set_master(self, ifname: str, bridge: str) -> None:
+        self._ipr.link("set", index=self._index(ifname), master=self._index(bridge))
+
+    def bring_up(self, ifname: str, *, mac: str | None = None, mtu: int | None = None) -> None:
+        changes: dict[str, object] = {"state": "up"}
+        if mac:
+            changes["address"] = mac
+        if mtu:
+            changes["mtu"] = mtu
+        self._ipr.link("set", index=self._index(ifname), **changes)
+
+    def set_down(self, ifname: str) -> None:
+        self._ipr.link("set", index=self._index(ifname), state="down")
+
+    def add_address(self, ifname: str, address: str, prefixlen: int) -> None:
+        self._ipr.addr("add", index=self._index(ifname), address=address, prefixlen=prefixlen)
+
+    def add_route(self, destination: str, gateway: str) -> None:
+        self._ipr.route("add", dst=destination, gateway=gateway)
+
+    def loopback_up(self) -> None:
+        self.bring_up("lo")
+
+
+def create(name: str) -> None:
+    netns.create(name)
+
+
+def remove(name: str) -> None:
+    if name in netns.listnetns():
+        netns.remove(name)
+
+
+def exists(name: str) -> bool:
+    return name in netns.listnetns()
+
+
+def set_sysctl(namespace: str, key: str, value: str) -> None:
+    """Write a per-namespace sysctl; /proc/sys/net shows the writer's namespace."""
+    path = "/proc/sys/" + key.replace(".", "/")
+    run_in_namespace(namespace, ["sh", "-c", f"echo {value} > {path}"])

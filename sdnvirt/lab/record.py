@@ -1,0 +1,65 @@
+"""The lab's record of everything it made, written as it goes.
+
+`lab down` reads it to remove exactly what the lab made, also after a crash
+part way through `lab up`, so each thing is recorded the moment it exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """A process the lab started; `start_time` tells it apart from a reused pid."""
+
+    name: str
+    pid: int
+    start_time: int  # clock ticks since boot, field 22 of /proc/PID/stat
+    pidfile: str
+
+
+@dataclass
+class LabRecord:
+    name: str
+    path: Path
+    namespaces: list[str] = field(default_factory=list)
+    processes: list[ProcessRecord] = field(default_factory=list)
+    complete: bool = False
+
+    @classmethod
+    def load(cls, path: Path) -> "LabRecord":
+        data = json.loads(path.read_text())
+        return cls(
+            name=data["name"],
+            path=path,
+            namespaces=list(data["namespaces"]),
+            processes=[ProcessRecord(**p) for p in data["processes"]],
+            complete=data["complete"],
+        )
+
+    def save(self) -> None:
+        data = {
+            "name": self.name,
+            "namespaces": self.namespaces,
+            "processes": [asdict(p) for p in self.processes],
+            "complete": self.complete,
+        }
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        os.replace(tmp, self.path)
+
+    def add_namespace(self, name: str) -> None:
+        self.namespaces.append(name)
+        self.save()
+
+    def add_process(self, process: ProcessRecord) -> None:
+        self.processes.append(process)
+        self.save()
+
+    def forget_process(self, name: str) -> None:
+        self.processes = [p for p in self.processes if p.name != name]
+        self.save()

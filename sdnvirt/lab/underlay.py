@@ -1,0 +1,40 @@
+"""The lab's underlay: every segment's L2 domain and the router between them.
+
+One namespace holds a Linux bridge per segment, each with the segment's
+gateway address, and forwards between them, so hosts in different segments
+reach each other only through a router, as in a datacenter. It has no route
+anywhere else.
+"""
+
+from __future__ import annotations
+
+from sdnvirt.lab import naming, netns
+from sdnvirt.lab.netns import NetworkNamespace
+from sdnvirt.lab.record import LabRecord
+from sdnvirt.model.topology import Host, Topology
+
+UNDERLAY_MTU = 9000  # jumbo frames, so VXLAN adds no fragmentation to guest MTU 1500
+
+
+def build_underlay(topology: Topology, record: LabRecord) -> None:
+    name = naming.fabric_namespace(topology.name)
+    record.add_namespace(name)
+    netns.create(name)
+    netns.set_sysctl(name, "net.ipv4.ip_forward", "1")
+    netns.set_sysctl(name, "net.ipv6.conf.all.disable_ipv6", "1")
+    with NetworkNamespace(name) as ns:
+        ns.loopback_up()
+        for segment in topology.segments.values():
+            bridge = naming.segment_bridge(segment.name)
+            ns.add_bridge(bridge, mtu=UNDERLAY_MTU)
+            ns.bring_up(bridge)
+            ns.add_address(bridge, str(segment.gateway), segment.subnet.prefixlen)
+
+
+def plug_host(topology: Topology, host: Host, host_namespace: str, host_nic: str) -> None:
+    """The host's physical NIC, cabled to its segment's bridge."""
+    uplink = naming.segment_uplink(host.name)
+    with NetworkNamespace(naming.fabric_namespace(topology.name)) as fabric:
+        fabric.add_veth(uplink, host_namespace, host_nic, mtu=UNDERLAY_MTU)
+        fabric.set_master(uplink, naming.segment_bridge(host.segment))
+        fabric.bring_up(uplink)
