@@ -15,6 +15,7 @@ from sdnvirt.lab import naming, netns
 from sdnvirt.lab.netns import NetworkNamespace
 from sdnvirt.lab.openvswitch import HostOpenvswitch
 from sdnvirt.lab.paths import LabPaths
+from sdnvirt.lab.process import run_in_namespace
 from sdnvirt.lab.record import LabRecord
 from sdnvirt.lab.underlay import UNDERLAY_MTU, plug_host
 from sdnvirt.model.topology import Host, Topology
@@ -51,7 +52,8 @@ class LabHost:
             "--", "set", "Interface", UNDERLAY_BRIDGE, f"mtu_request={UNDERLAY_MTU}",
             "--", "add-port", UNDERLAY_BRIDGE, nic)
         with NetworkNamespace(self.namespace) as ns:
-            ns.bring_up(nic)
+            # The NIC belongs to br-phy; the kernel must not answer ARP on it too.
+            ns.bring_up(nic, arp=False)
             ns.bring_up(UNDERLAY_BRIDGE, mtu=UNDERLAY_MTU)
             ns.add_address(UNDERLAY_BRIDGE, str(self.host.address), segment.subnet.prefixlen)
             for other in self.topology.segments.values():
@@ -61,3 +63,26 @@ class LabHost:
         for other in self.topology.segments.values():
             if other.name != segment.name:
                 self.openvswitch.appctl("ovs/route/add", str(other.subnet), UNDERLAY_BRIDGE, str(segment.gateway))
+
+    def unreachable_peers(self) -> list[str]:
+        """Other hosts that do not answer a ping over the underlay (all pinged at once)."""
+        peers = {name: str(h.address) for name, h in self.topology.hosts.items() if name != self.host.name}
+        if not peers:
+            return []
+        script = " ".join(f"(ping -n -q -c 3 -i 0.2 -W 1 {address} >/dev/null && echo {name}) &"
+                          for name, address in peers.items()) + " wait"
+        answered = run_in_namespace(self.namespace, ["sh", "-c", script], timeout=30).stdout.split()
+        return sorted(set(peers) - set(answered))
+
+    def underlay_mac(self) -> str:
+        with NetworkNamespace(self.namespace) as ns:
+            return ns.mac(UNDERLAY_BRIDGE)
+
+    def set_tunnel_neighbours(self, neighbours: dict[str, str]) -> None:
+        """Static next hops (IP -> MAC) for the userspace datapath's tunnels.
+
+        It would learn them by snooping ARP, but drops the packet that makes it
+        ask and forgets idle entries; a lab knows its underlay, so nothing is lost.
+        """
+        for address, mac in sorted(neighbours.items()):
+            self.openvswitch.appctl("tnl/neigh/set", UNDERLAY_BRIDGE, address, mac)

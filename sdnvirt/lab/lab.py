@@ -9,6 +9,7 @@ processes only by the pids it recorded.
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 import sys
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from sdnvirt.lab.host import LabHost
 from sdnvirt.lab.paths import SUN_PATH_MAX, LabPaths, labs_root
 from sdnvirt.lab.process import LabProcessError, is_running, start_background, stop
 from sdnvirt.lab.record import LabRecord
-from sdnvirt.lab.underlay import build_underlay
+from sdnvirt.lab.underlay import build_underlay, gateway_macs
 from sdnvirt.model.loader import load_topology
 from sdnvirt.model.topology import GuestKind, Topology
 from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
@@ -75,8 +76,10 @@ class Lab:
             hosts = self.hosts()
             for host in hosts.values():
                 host.build(record)
+            self._check_underlay(hosts)
+            self._teach_tunnel_neighbours(hosts)
             self._start_controller(record)
-            self._wait_for_bridges(hosts)
+            self._wait_for_bridges()
             for guest in self.guests().values():
                 guest.build(record)
             self.wait_converged()
@@ -139,18 +142,37 @@ class Lab:
         record.forget_process(CONTROLLER)
         self._launch_controller(record)
 
-    def _wait_for_bridges(self, hosts: dict[str, LabHost]) -> None:
-        """Guests plug into br-int, which the controller makes on each host."""
+    def _check_underlay(self, hosts: dict[str, LabHost]) -> None:
+        """Every host reaches every other over the underlay."""
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            unreachable = [f"{source}->{target}" for source, targets in
+                           zip(hosts, pool.map(lambda h: hosts[h].unreachable_peers(), hosts)) for target in targets]
+        if unreachable:
+            raise LabError(f"the underlay does not connect {', '.join(unreachable)}")
+
+    def _teach_tunnel_neighbours(self, hosts: dict[str, LabHost]) -> None:
+        gateways = gateway_macs(self.topology)
+        macs = {name: host.underlay_mac() for name, host in hosts.items()}
+        for name, host in hosts.items():
+            segment = self.topology.segments[host.host.segment]
+            neighbours = {str(segment.gateway): gateways[segment.name]}
+            neighbours.update({str(other.address): macs[other.name] for other in self.topology.hosts.values()
+                               if other.segment == segment.name and other.name != name})
+            host.set_tunnel_neighbours(neighbours)
+
+    def _wait_for_bridges(self) -> None:
+        """Guests plug into br-int, which the controller makes, with its tunnels, on each host."""
+        peers = len(self.topology.hosts) - 1
         deadline = time.monotonic() + CONTROLLER_START_TIMEOUT
-        waiting = set(hosts)
+        waiting = set(self.topology.hosts)
         while waiting and time.monotonic() < deadline:
-            waiting = {h for h in waiting
-                       if INTEGRATION_BRIDGE not in hosts[h].openvswitch.vsctl("list-br").split()}
+            hosts = self.api().status()["hosts"]
+            waiting = {h for h in waiting if not (hosts[h]["ovsdb_connected"] and hosts[h]["tunnels"] == peers)}
             if waiting:
                 time.sleep(POLL_INTERVAL)
         if waiting:
-            raise LabError(f"the controller made no {INTEGRATION_BRIDGE} on {', '.join(sorted(waiting))}; "
-                           f"see {self.paths.controller_log}")
+            raise LabError(f"the controller made no {INTEGRATION_BRIDGE} with tunnels on "
+                           f"{', '.join(sorted(waiting))}; see {self.paths.controller_log}")
 
     def wait_converged(self, timeout: float = CONVERGE_TIMEOUT) -> dict:
         """Until every bridge is connected and holds exactly its flows, every guest port bound."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pyroute2 import NetNS, netns
 
+IFF_NOARP = 0x80
+
 from sdnvirt.lab.process import run_in_namespace
 
 
@@ -41,13 +43,18 @@ class NetworkNamespace:
     def set_master(self, ifname: str, bridge: str) -> None:
         self._ipr.link("set", index=self._index(ifname), master=self._index(bridge))
 
-    def bring_up(self, ifname: str, *, mac: str | None = None, mtu: int | None = None) -> None:
+    def bring_up(self, ifname: str, *, mac: str | None = None, mtu: int | None = None, arp: bool = True) -> None:
+        if not arp:
+            self._ipr.link("set", index=self._index(ifname), flags=IFF_NOARP, change=IFF_NOARP)
         changes: dict[str, object] = {"state": "up"}
         if mac:
             changes["address"] = mac
         if mtu:
             changes["mtu"] = mtu
         self._ipr.link("set", index=self._index(ifname), **changes)
+
+    def mac(self, ifname: str) -> str:
+        return self._ipr.get_links(self._index(ifname))[0].get("IFLA_ADDRESS")
 
     def set_down(self, ifname: str) -> None:
         self._ipr.link("set", index=self._index(ifname), state="down")

@@ -48,5 +48,8 @@ class HostOpenvswitch:
         return run_in_namespace(None, ["ovs-vsctl", f"--db=unix:{self.paths.ovsdb_socket}", "--timeout=10",
                                        *args], self.env).stdout
 
+    def ofctl(self, *args: str) -> str:
+        return run_in_namespace(None, ["ovs-ofctl", *args], self.env).stdout
+
     def appctl(self, *args: str) -> str:
         return run_in_namespace(None, ["ovs-appctl", "-t", "ovs-vswitchd", *args], self.env).stdout

@@ -38,3 +38,9 @@ def plug_host(topology: Topology, host: Host, host_namespace: str, host_nic: str
         fabric.add_veth(uplink, host_namespace, host_nic, mtu=UNDERLAY_MTU)
         fabric.set_master(uplink, naming.segment_bridge(host.segment))
         fabric.bring_up(uplink)
+
+
+def gateway_macs(topology: Topology) -> dict[str, str]:
+    """Each segment's router MAC, by segment name."""
+    with NetworkNamespace(naming.fabric_namespace(topology.name)) as fabric:
+        return {name: fabric.mac(naming.segment_bridge(name)) for name in topology.segments}

@@ -1,0 +1,52 @@
+"""Tenant networks across hosts and segments: who reaches whom, with real packets."""
+
+import pytest
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import Ether
+
+from sdnvirt.lab.reachability import format_matrix, measure
+
+from conftest import in_guest, listen, nic, on_guest, ping, send_frames
+
+# (source, target, path the packets take)
+SAME_NETWORK = [
+    ("a1", "a2", "same host"),
+    ("a1", "a3", "same segment"),
+    ("a1", "a4", "across the router"),
+    ("a3", "a4", "across the router"),
+    ("b1", "b2", "same segment"),
+    ("b1", "b3", "across the router"),
+    ("b2", "b3", "across the router"),
+]
+
+
+@pytest.mark.parametrize("source,target,path", SAME_NETWORK)
+def test_guests_of_one_network_reach_each_other(fabric_lab, source, target, path):
+    assert ping(fabric_lab, source, str(nic(fabric_lab, target).ip)) == 3, path
+
+
+def test_connectivity_matrix_matches_the_tenant_networks(fabric_lab):
+    cells = measure(fabric_lab.topology)
+    wrong = [c for c in cells if not c.ok]
+    assert not wrong, format_matrix(fabric_lab.topology, cells)
+    reached = {(c.source.guest, c.target.guest) for c in cells if c.reached}
+    assert ("a1", "a4") in reached and ("b1", "b3") in reached
+    assert not any(s[0] != t[0] for s, t in reached)  # a* never reaches b*, nor b* a*
+
+
+def test_frames_to_another_tenants_guest_never_arrive(fabric_lab):
+    """Blue a1 addresses red b3 by its own MAC and IP (10.0.0.13, which is a3 in blue)."""
+    a1, b3 = nic(fabric_lab, "a1"), nic(fabric_lab, "b3")
+    frames = [bytes(Ether(src=str(a1.mac), dst=str(b3.mac)) / IP(src=str(a1.ip), dst=str(b3.ip)) / ICMP(seq=i))
+              for i in range(5)]
+    [sniff] = listen(on_guest(fabric_lab, "b3", "icmp"))
+    send_frames(fabric_lab, "a1", frames)
+    assert sniff.frames() == []
+
+
+def test_overlapping_addresses_answer_within_their_own_tenant(fabric_lab):
+    """10.0.0.11 is a1 in blue and b1 in red: a3 and b2 each reach their own tenant's."""
+    for source, owner in (("a3", "a1"), ("b2", "b1")):
+        assert ping(fabric_lab, source, "10.0.0.11") == 3
+        neighbour = in_guest(fabric_lab, source, "ip", "neigh", "show", "10.0.0.11").stdout
+        assert str(nic(fabric_lab, owner).mac) in neighbour, (source, neighbour)

@@ -1,0 +1,37 @@
+"""Raw frames in and out of one interface, run inside a lab namespace by the tests.
+
+    python wire.py send IFACE HEX [HEX...]     send each frame once
+    python wire.py sniff IFACE SECONDS [BPF]   print "ready", capture until a line arrives on
+                                               stdin (at most SECONDS), then print a JSON list of
+                                               the captured frames (hex)
+"""
+
+import json
+import select
+import sys
+import time
+
+from scapy.config import conf
+from scapy.sendrecv import AsyncSniffer, sendp
+
+
+def main() -> None:
+    conf.verb = 0
+    verb, iface = sys.argv[1], sys.argv[2]
+    if verb == "send":
+        for frame in sys.argv[3:]:
+            sendp(bytes.fromhex(frame), iface=iface)
+    elif verb == "sniff":
+        seconds = float(sys.argv[3])
+        bpf = sys.argv[4] if len(sys.argv) > 4 else None
+        sniffer = AsyncSniffer(iface=iface, filter=bpf, store=True)
+        sniffer.start()
+        time.sleep(0.3)  # let the capture socket open before anyone sends
+        print("ready", flush=True)
+        readable, _, _ = select.select([sys.stdin], [], [], seconds)
+        frames = sniffer.stop() or []
+        print(json.dumps([bytes(f).hex() for f in frames]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
