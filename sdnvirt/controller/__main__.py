@@ -1,7 +1,12 @@
 import logging
 import os
+import warnings
 
-from sdnvirt.controller.daemon import main
+# Open vSwitch's Python library imports eventlet (only to see whether it is
+# monkey-patched; sdnvirt never patches), which warns about its own deprecation.
+warnings.filterwarnings("ignore", message="\nEventlet is deprecated")
+
+from sdnvirt.controller.daemon import main  # noqa: E402
 
 code = main()
 logging.shutdown()

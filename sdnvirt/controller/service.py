@@ -16,6 +16,7 @@ from os_ken.base import app_manager
 from sdnvirt.controller.endpoints import HostEndpoints
 from sdnvirt.controller.fabric.bridges import Fabric
 from sdnvirt.controller.fabric.cookies import owner_names
+from sdnvirt.controller.fabric.flow_text import instructions_text, match_text, table_name
 from sdnvirt.controller.fabric.listener import UnixOpenFlowListener
 from sdnvirt.controller.fabric.openflow import read_flow
 from sdnvirt.controller.fabric.openflow_app import FabricApp
@@ -138,21 +139,14 @@ class Controller:
         entries = []
         for stats in sorted(channel.flow_stats(), key=lambda s: (s.table_id, -s.priority)):
             rule = read_flow(stats)
-            table = self.pipeline.by_id(rule.table)
-            instructions = [str(a) for a in rule.actions]
-            if rule.write_metadata is not None:
-                instructions.append(f"write_metadata:{rule.write_metadata[0]:#x}/{rule.write_metadata[1]:#x}")
-            if rule.goto is not None:
-                goto = self.pipeline.by_id(rule.goto)
-                instructions.append(f"goto:{goto.name if goto else rule.goto}")
             entries.append({
-                "table": table.name if table else str(rule.table),
+                "table": table_name(self.pipeline, rule.table),
                 "table_id": rule.table,
                 "priority": rule.priority,
                 "cookie": f"{rule.cookie:#018x}",
                 "owner": self._owners.get(rule.cookie, "unknown"),
-                "match": {k: v if not isinstance(v, tuple) else f"{v[0]}/{v[1]}" for k, v in rule.match},
-                "actions": instructions or ["drop"],
+                "match": match_text(rule),
+                "actions": instructions_text(rule, self.pipeline),
                 "packets": stats.packet_count,
                 "bytes": stats.byte_count,
             })

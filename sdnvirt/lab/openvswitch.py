@@ -12,6 +12,7 @@ from pathlib import Path
 from sdnvirt.lab.paths import HostPaths
 from sdnvirt.lab.process import run_in_namespace, start_detaching
 from sdnvirt.lab.record import LabRecord
+from sdnvirt.vswitch.names import OFCTL_PROTOCOL
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 
@@ -49,7 +50,7 @@ class HostOpenvswitch:
                                        *args], self.env).stdout
 
     def ofctl(self, *args: str) -> str:
-        return run_in_namespace(None, ["ovs-ofctl", *args], self.env).stdout
+        return run_in_namespace(None, ["ovs-ofctl", "-O", OFCTL_PROTOCOL, *args], self.env).stdout
 
     def appctl(self, *args: str) -> str:
         return run_in_namespace(None, ["ovs-appctl", "-t", "ovs-vswitchd", *args], self.env).stdout

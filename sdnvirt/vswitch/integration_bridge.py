@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 from ovsdbapp.schema.open_vswitch import impl_idl
 
-from sdnvirt.vswitch.names import INTEGRATION_BRIDGE, tunnel_port
+from sdnvirt.vswitch.names import INTEGRATION_BRIDGE, PROTOCOLS, tunnel_port
 from sdnvirt.vswitch.ports import REMOTE_HOST
 
-# OpenFlow 1.4 for the controller (bundles); 1.0 so plain ovs-ofctl works too.
-PROTOCOLS = ["OpenFlow10", "OpenFlow14"]
 VXLAN_PORT = 4789
 
 

@@ -8,6 +8,11 @@ IFNAMSIZ = 15  # longest Linux interface name
 INTEGRATION_BRIDGE = "br-int"
 UNDERLAY_BRIDGE = "br-phy"
 
+# OpenFlow 1.4 for the controller (bundles); 1.3 also answers `ovs-ofctl -O OpenFlow13`.
+# Not 1.0: Open vSwitch cannot show write_metadata flows in OpenFlow 1.0.
+PROTOCOLS = ["OpenFlow13", "OpenFlow14"]
+OFCTL_PROTOCOL = "OpenFlow14"  # what people and tests pass to ovs-ofctl -O
+
 
 def interface_name(prefix: str, name: str) -> str:
     """`prefix + name`, shortened with a hash suffix when Linux would not take it."""

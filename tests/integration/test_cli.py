@@ -1,0 +1,57 @@
+"""The sdnvirt command as a user runs it: exit statuses and messages, never a traceback."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import TOPOLOGIES
+
+SDNVIRT = str(Path(sys.executable).parent / "sdnvirt")
+
+
+def sdnvirt(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    result = subprocess.run([SDNVIRT, *args], capture_output=True, text=True, timeout=timeout)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def test_validate_reports_problems_with_their_place_and_exits_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: t\nhosts:\n  hv1: {segment: nowhere}\nvms:\n  a: {host: hv9, nics: []}\n")
+    result = sdnvirt("topo", "validate", str(bad))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert f"{bad}:3:18: hosts.hv1.segment: unknown segment 'nowhere'" in lines[0]
+    assert any(line.startswith(f"{bad}:5:") and "vms.a." in line for line in lines)
+
+
+def test_validate_a_good_file():
+    result = sdnvirt("topo", "validate", str(TOPOLOGIES / "fabric.yaml"))
+    assert result.returncode == 0 and "3 hosts" in result.stdout
+
+
+def test_missing_file_and_bad_arguments_exit_2(tmp_path):
+    assert sdnvirt("topo", "validate", str(tmp_path / "nope.yaml")).returncode == 2
+    assert sdnvirt("lab", "frobnicate").returncode == 2
+    assert sdnvirt("topo", "show", str(TOPOLOGIES / "fabric.yaml"), "--format", "gif").returncode == 2
+
+
+def test_show_draws_the_topology(tmp_path):
+    svg = tmp_path / "fabric.svg"
+    assert sdnvirt("topo", "show", str(TOPOLOGIES / "fabric.yaml"), "--format", "svg", "-o", str(svg)).returncode == 0
+    text = svg.read_text()
+    assert text.lstrip().startswith("<?xml") and "hv3" in text and "red/web" in text
+
+
+def test_status_exec_and_flows_on_a_running_lab(fabric_lab):
+    status = json.loads(sdnvirt("lab", "status", fabric_lab.name, "--json").stdout)
+    assert status["controller"]["converged"]
+    assert all(p["running"] for p in status["processes"].values())
+    assert sdnvirt("exec", "--lab", fabric_lab.name, "a1", "--", "true").returncode == 0
+    assert sdnvirt("exec", "--lab", fabric_lab.name, "a1", "--", "sh", "-c", "exit 7").returncode == 7
+    missing = sdnvirt("exec", "--lab", fabric_lab.name, "zz", "--", "true")
+    assert missing.returncode == 1 and "no guest 'zz'" in missing.stderr
+    flows = json.loads(sdnvirt("flows", "--lab", fabric_lab.name, "hv1", "--json").stdout)
+    assert {f["table"] for f in flows} == {"classify", "port_security", "arp_responder", "l2_lookup", "flood"}
+    assert sdnvirt("lab", "status", "no-such-lab").returncode == 1
