@@ -16,6 +16,7 @@ demo: setup
 	$(SDNVIRT) demo
 
 test: setup
+	$(VENV)/bin/ruff check sdnvirt tests bench
 	$(PYTEST) -q tests
 
 bench: setup

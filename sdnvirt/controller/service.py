@@ -10,7 +10,6 @@ import threading
 import time
 from pathlib import Path
 
-from os_ken import cfg
 from os_ken.base import app_manager
 
 from sdnvirt.controller.endpoints import HostEndpoints

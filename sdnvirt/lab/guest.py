@@ -25,13 +25,7 @@ class NetnsGuest:
         self.namespace = naming.guest_namespace(topology.name, guest.name)
 
     def build(self, record: LabRecord) -> None:
-        record.add_namespace(self.namespace)
-        netns.create(self.namespace)
-        # No IPv6: a guest speaks only the addresses the topology gives it.
-        netns.set_sysctl(self.namespace, "net.ipv6.conf.all.disable_ipv6", "1")
-        netns.set_sysctl(self.namespace, "net.ipv6.conf.default.disable_ipv6", "1")
-        with NetworkNamespace(self.namespace) as ns:
-            ns.loopback_up()
+        netns.create(record, self.namespace)
         for nic in self.guest.nics:
             self._plug(nic)
 

@@ -32,12 +32,7 @@ class LabHost:
         self.openvswitch = HostOpenvswitch(host.name, self.namespace, self.paths)
 
     def build(self, record: LabRecord) -> None:
-        record.add_namespace(self.namespace)
-        netns.create(self.namespace)
-        netns.set_sysctl(self.namespace, "net.ipv6.conf.all.disable_ipv6", "1")
-        netns.set_sysctl(self.namespace, "net.ipv6.conf.default.disable_ipv6", "1")
-        with NetworkNamespace(self.namespace) as ns:
-            ns.loopback_up()
+        netns.create(record, self.namespace)
         plug_host(self.topology, self.host, self.namespace, naming.UNDERLAY_NIC)
         self.openvswitch.start(record)
         self._connect_underlay()

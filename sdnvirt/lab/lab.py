@@ -9,9 +9,9 @@ processes only by the pids it recorded.
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +43,7 @@ class Lab:
     paths: LabPaths
 
     @classmethod
-    def open(cls, name: str) -> "Lab":
+    def open(cls, name: str) -> Lab:
         """A lab that is up, by name."""
         paths = LabPaths.of(name)
         if not paths.record.exists():
@@ -113,9 +113,7 @@ class Lab:
                 + [naming.guest_namespace(lab, g) for g in self.topology.guests])
 
     def _start_controller(self, record: LabRecord) -> None:
-        namespace = naming.controller_namespace(self.name)
-        record.add_namespace(namespace)
-        netns.create(namespace)
+        netns.create(record, naming.controller_namespace(self.name))
         self._launch_controller(record)
 
     def _launch_controller(self, record: LabRecord) -> None:
@@ -145,8 +143,8 @@ class Lab:
     def _check_underlay(self, hosts: dict[str, LabHost]) -> None:
         """Every host reaches every other over the underlay."""
         with ThreadPoolExecutor(max_workers=8) as pool:
-            unreachable = [f"{source}->{target}" for source, targets in
-                           zip(hosts, pool.map(lambda h: hosts[h].unreachable_peers(), hosts)) for target in targets]
+            missing = dict(zip(hosts, pool.map(lambda h: hosts[h].unreachable_peers(), hosts), strict=True))
+        unreachable = [f"{source}->{target}" for source, targets in missing.items() for target in targets]
         if unreachable:
             raise LabError(f"the underlay does not connect {', '.join(unreachable)}")
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pyroute2 import NetNS, netns
 
-IFF_NOARP = 0x80
-
 from sdnvirt.lab.process import run_in_namespace
+from sdnvirt.lab.record import LabRecord
+
+IFF_NOARP = 0x80
 
 
 class NetworkNamespace:
@@ -20,7 +21,7 @@ class NetworkNamespace:
         self.name = name
         self._ipr = NetNS(name)
 
-    def __enter__(self) -> "NetworkNamespace":
+    def __enter__(self) -> NetworkNamespace:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -56,9 +57,6 @@ class NetworkNamespace:
     def mac(self, ifname: str) -> str:
         return self._ipr.get_links(self._index(ifname))[0].get("IFLA_ADDRESS")
 
-    def set_down(self, ifname: str) -> None:
-        self._ipr.link("set", index=self._index(ifname), state="down")
-
     def add_address(self, ifname: str, address: str, prefixlen: int) -> None:
         self._ipr.addr("add", index=self._index(ifname), address=address, prefixlen=prefixlen)
 
@@ -69,8 +67,17 @@ class NetworkNamespace:
         self.bring_up("lo")
 
 
-def create(name: str) -> None:
+def create(record: LabRecord, name: str, *, forwarding: bool = False) -> None:
+    """A recorded namespace with loopback up and IPv6 off: lab nodes speak only the
+    addresses the topology gives them (and send no IPv6 chatter into bridges)."""
+    record.add_namespace(name)
     netns.create(name)
+    set_sysctl(name, "net.ipv6.conf.all.disable_ipv6", "1")
+    set_sysctl(name, "net.ipv6.conf.default.disable_ipv6", "1")
+    if forwarding:
+        set_sysctl(name, "net.ipv4.ip_forward", "1")
+    with NetworkNamespace(name) as ns:
+        ns.loopback_up()
 
 
 def remove(name: str) -> None:

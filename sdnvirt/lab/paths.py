@@ -63,7 +63,7 @@ class LabPaths:
     root: Path
 
     @classmethod
-    def of(cls, lab: str) -> "LabPaths":
+    def of(cls, lab: str) -> LabPaths:
         return cls(labs_root() / lab)
 
     @property

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sdnvirt.lab import naming
 from sdnvirt.lab.process import run_in_namespace
-from sdnvirt.model.topology import Guest, GuestKind, Nic, Topology
+from sdnvirt.model.topology import GuestKind, Nic, Topology
 
 PROBE_TIMEOUT = 60.0
 

@@ -31,7 +31,7 @@ class LabRecord:
     complete: bool = False
 
     @classmethod
-    def load(cls, path: Path) -> "LabRecord":
+    def load(cls, path: Path) -> LabRecord:
         data = json.loads(path.read_text())
         return cls(
             name=data["name"],

@@ -18,12 +18,8 @@ UNDERLAY_MTU = 9000  # jumbo frames, so VXLAN adds no fragmentation to guest MTU
 
 def build_underlay(topology: Topology, record: LabRecord) -> None:
     name = naming.fabric_namespace(topology.name)
-    record.add_namespace(name)
-    netns.create(name)
-    netns.set_sysctl(name, "net.ipv4.ip_forward", "1")
-    netns.set_sysctl(name, "net.ipv6.conf.all.disable_ipv6", "1")
+    netns.create(record, name, forwarding=True)
     with NetworkNamespace(name) as ns:
-        ns.loopback_up()
         for segment in topology.segments.values():
             bridge = naming.segment_bridge(segment.name)
             ns.add_bridge(bridge, mtu=UNDERLAY_MTU)

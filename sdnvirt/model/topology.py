@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from netaddr import EUI, IPAddress, IPNetwork
@@ -18,7 +18,7 @@ from netaddr import EUI, IPAddress, IPNetwork
 LOGICAL_PORT_NAMESPACE = uuid.UUID("6f1c2d0e-5b7a-4c39-9a51-3e0d7f6a2b10")
 
 
-class GuestKind(str, Enum):
+class GuestKind(StrEnum):
     NETNS = "netns"
     QEMU = "qemu"
 

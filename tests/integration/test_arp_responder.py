@@ -33,7 +33,7 @@ def test_arp_for_an_unknown_address_is_flooded_to_the_network_only(fabric_lab):
     request = Ether(src=str(a1.mac), dst="ff:ff:ff:ff:ff:ff") / ARP(
         op=1, hwsrc=str(a1.mac), psrc=str(a1.ip), pdst="10.0.0.200")
     blue, red = ("a2", "a3", "a4"), ("b1", "b2", "b3")
-    sniffs = dict(zip(blue + red, listen(*(on_guest(fabric_lab, g, "arp") for g in blue + red))))
+    sniffs = dict(zip(blue + red, listen(*(on_guest(fabric_lab, g, "arp") for g in blue + red)), strict=True))
     send_frames(fabric_lab, "a1", [bytes(request)])
     for guest in blue:
         assert [Ether(f)[ARP].pdst for f in sniffs[guest].frames()] == ["10.0.0.200"], guest

@@ -21,8 +21,9 @@ def flow_tables(lab) -> dict[str, list[str]]:
 def snoop(lab, host: str) -> subprocess.Popen:
     """ovs-ofctl snoop: every OpenFlow message between the bridge and its controller."""
     env = lab.hosts()[host].openvswitch.env
-    return subprocess.Popen(["ovs-ofctl", "-O", OFCTL_PROTOCOL, "snoop", "br-int"], env={"PATH": "/usr/bin:/bin", **env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(["ovs-ofctl", "-O", OFCTL_PROTOCOL, "snoop", "br-int"],
+                            env={"PATH": "/usr/bin:/bin", **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
 
 
 def test_restart_loses_nothing_changes_nothing_sends_nothing(fabric_lab):

@@ -116,7 +116,8 @@ def test_unbound_ports_get_no_flows_anywhere():
     for host in TOPOLOGY.hosts:
         assert not [f for f in flows_of(host, fabric) if "02:00:00:00:0a:02" in str(f)]
     # a1 is alone in blue/web now: its flood list has no tunnel
-    blue = next(f for f in table(flows_of("hv1", fabric), "flood") if dict(f.match).get("metadata") == (5001, METADATA_MASK))
+    flood = table(flows_of("hv1", fabric), "flood")
+    blue = next(f for f in flood if dict(f.match).get("metadata") == (5001, METADATA_MASK))
     assert blue.actions == (Output(3),)
 
 
@@ -124,7 +125,8 @@ def test_unknown_iface_ids_are_ignored():
     fabric = view()
     stranger = Binding("not-a-port-of-this-topology", "hv1", "tapx", 9, "02:99:99:99:99:99", "x")
     ports = fabric.ports["hv1"]
-    fabric = FabricView(TOPOLOGY, {**fabric.ports, "hv1": HostPorts("hv1", ports.bindings + (stranger,), ports.tunnels)})
+    with_stranger = HostPorts("hv1", ports.bindings + (stranger,), ports.tunnels)
+    fabric = FabricView(TOPOLOGY, {**fabric.ports, "hv1": with_stranger})
     assert flows_of("hv1", fabric) == flows_of("hv1")
 
 

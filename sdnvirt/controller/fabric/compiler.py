@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from sdnvirt.controller.fabric.cookies import Owner, cookie
 from sdnvirt.controller.fabric.flow import (
-    FROM_TUNNEL, METADATA_MASK, MULTICAST, NETWORK_MASK, OFPP_IN_PORT, Flow, Move, Output, SetField, flow,
+    FROM_TUNNEL,
+    METADATA_MASK,
+    MULTICAST,
+    NETWORK_MASK,
+    OFPP_IN_PORT,
+    Flow,
+    Move,
+    Output,
+    SetField,
+    flow,
 )
 from sdnvirt.controller.fabric.pipeline import Pipeline
 from sdnvirt.controller.state import FabricView, LogicalPort

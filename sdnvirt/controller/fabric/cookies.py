@@ -1,7 +1,7 @@
 """Flow cookies that name what a flow belongs to.
 
-The top byte says which kind of owner (the pipeline itself, a host's tunnels,
-a tenant network, a logical port); the rest is a hash of the owner's name.
+The top byte says which kind of owner (the pipeline itself, a tenant
+network, a logical port); the rest is a hash of the owner's name.
 Every flow of one owner shares one cookie, so the owner's flows can be found,
 counted and removed with a cookie mask, and a flow dump can say whose each
 flow is.
@@ -15,13 +15,10 @@ from enum import IntEnum
 from sdnvirt.model.topology import Topology
 
 KIND_SHIFT = 56
-ID_MASK = (1 << KIND_SHIFT) - 1
-KIND_MASK = 0xFF << KIND_SHIFT
 
 
 class Owner(IntEnum):
     PIPELINE = 1
-    HOST = 2
     NETWORK = 3
     PORT = 4
 
@@ -29,13 +26,6 @@ class Owner(IntEnum):
 def cookie(owner: Owner, name: str) -> int:
     digest = int.from_bytes(hashlib.sha256(f"{owner.name}:{name}".encode()).digest()[:7], "big")
     return (int(owner) << KIND_SHIFT) | digest
-
-
-def owner_kind(value: int) -> Owner | None:
-    try:
-        return Owner(value >> KIND_SHIFT)
-    except ValueError:
-        return None
 
 
 def owner_names(topology: Topology) -> dict[int, str]:

@@ -9,7 +9,6 @@ equal and hash alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 OFPP_IN_PORT = 0xFFFFFFF8
 OFPP_CONTROLLER = 0xFFFFFFFD
@@ -77,8 +76,8 @@ class Foreign:
         return self.description
 
 
-Action = Union[Output, SetField, Move, ToController, Foreign]
-MatchValue = Union[int, str, tuple]
+Action = Output | SetField | Move | ToController | Foreign
+MatchValue = int | str | tuple
 
 
 @dataclass(frozen=True)
