@@ -1,5 +1,7 @@
 """Flows survive the trip to OpenFlow 1.4 bytes and back unchanged (os-ken's own parser)."""
 
+import struct
+
 import pytest
 from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_4 as ofp
@@ -51,3 +53,21 @@ def test_instructions_sdnvirt_never_writes_never_equal_a_compiled_flow():
     stats = parser.OFPFlowStats(table_id=0, priority=0, match=parser.OFPMatch(), cookie=0, instructions=[
         parser.OFPInstructionMeter(1)])
     assert openflow.read_flow(stats) != flow(0, 0)
+
+
+def test_bundle_adds_carry_the_flow_mods_under_the_outer_xid():
+    deletes, adds = ALL_FLOWS[:2], ALL_FLOWS[2:5]
+    blob = openflow.bundle_adds(bundle_id=9, flags=ofp.OFPBF_ATOMIC, xid=77, deletes=deletes, adds=adds)
+    inner, offset = [], 0
+    while offset < len(blob):
+        version, msg_type, length, xid = ofproto_parser.header(blob[offset:])
+        assert (version, msg_type, xid) == (ofp.OFP_VERSION, ofp.OFPT_BUNDLE_ADD_MESSAGE, 77)
+        bundle_id, flags = struct.unpack_from(ofp.OFP_BUNDLE_ADD_MSG_0_PACK_STR, blob, offset + ofp.OFP_HEADER_SIZE)
+        assert (bundle_id, flags) == (9, ofp.OFPBF_ATOMIC)
+        body = blob[offset + ofp.OFP_BUNDLE_ADD_MSG_SIZE - ofp.OFP_HEADER_SIZE:offset + length]
+        _, inner_type, inner_length, inner_xid = ofproto_parser.header(body)
+        assert (inner_type, inner_length, inner_xid) == (ofp.OFPT_FLOW_MOD, len(body), 77)
+        inner.append(ofproto_parser.msg(Datapath(), version, inner_type, inner_length, inner_xid, body))
+        offset += length
+    assert [m.command for m in inner] == [ofp.OFPFC_DELETE_STRICT] * 2 + [ofp.OFPFC_ADD] * 3
+    assert [openflow.read_flow(m) for m in inner[2:]] == adds

@@ -16,7 +16,7 @@ from os_ken.ofproto import ofproto_v1_4 as ofp
 from os_ken.ofproto import ofproto_v1_4_parser as parser
 
 from sdnvirt.controller.fabric.flow import Flow
-from sdnvirt.controller.fabric.openflow import read_flow
+from sdnvirt.controller.fabric.openflow import bundle_adds, read_flow
 
 XID_BASE = 0x80000000
 DEFAULT_TIMEOUT = 10.0
@@ -110,22 +110,34 @@ class SwitchChannel:
     def dump_flows(self, timeout: float = DEFAULT_TIMEOUT) -> list[Flow]:
         return [read_flow(stats) for stats in self.flow_stats(timeout)]
 
-    def commit_bundle(self, messages: list, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Apply `messages` atomically (an OpenFlow 1.4 bundle): all of them or none."""
+    def commit_flows(self, deletes: list[Flow], adds: list[Flow], timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Delete and add flows atomically (an OpenFlow 1.4 bundle): all of them or none.
+
+        The whole bundle leaves in one write; then a barrier tells when every
+        answer to it is in.
+        """
         xid = self._next_xid()
         flags = ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
         bundle_id = xid
         pending = self._expect(xid, until_barrier=True)
-        self._send(parser.OFPBundleCtrlMsg(self.datapath, bundle_id, ofp.OFPBCT_OPEN_REQUEST, flags, []), xid)
-        for msg in messages:
-            self._send(parser.OFPBundleAddMsg(self.datapath, bundle_id, flags, msg, []), xid)
-        self._send(parser.OFPBundleCtrlMsg(self.datapath, bundle_id, ofp.OFPBCT_COMMIT_REQUEST, flags, []), xid)
+        blob = (self._encode(parser.OFPBundleCtrlMsg(self.datapath, bundle_id, ofp.OFPBCT_OPEN_REQUEST, flags, []), xid)
+                + bundle_adds(bundle_id, flags, xid, deletes, adds)
+                + self._encode(parser.OFPBundleCtrlMsg(self.datapath, bundle_id, ofp.OFPBCT_COMMIT_REQUEST, flags, []),
+                               xid))
+        if self.closed or not self.datapath.send(blob):
+            raise SwitchError(f"switch {self.dpid:#x} is not connected")
         self._barrier_then_finish(xid, pending, timeout)
         committed = any(isinstance(r, parser.OFPBundleCtrlMsg) and r.type == ofp.OFPBCT_COMMIT_REPLY
                         for r in pending.replies)
         if pending.errors or not committed:
             detail = pending.errors[0] if pending.errors else "no commit reply"
             raise SwitchError(f"switch {self.dpid:#x} rejected a bundle: {detail}")
+
+    @staticmethod
+    def _encode(msg, xid: int) -> bytes:
+        msg.set_xid(xid)
+        msg.serialize()
+        return bytes(msg.buf)
 
     def _barrier_then_finish(self, xid: int, pending: _Pending, timeout: float) -> None:
         """A barrier after the bundle: once it is answered, every answer to the bundle is in."""

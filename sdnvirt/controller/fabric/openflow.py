@@ -6,12 +6,20 @@ and the reconciler deal in Flow values.
 
 from __future__ import annotations
 
+import struct
+from functools import lru_cache
+
+from os_ken.ofproto import ofproto_protocol
 from os_ken.ofproto import ofproto_v1_4 as ofp
 from os_ken.ofproto import ofproto_v1_4_parser as parser
 
 from sdnvirt.controller.fabric.flow import Action, Flow, Foreign, Move, Output, SetField, ToController, flow
 
 OFP_VERSION = ofp.OFP_VERSION
+# Messages can be built without a switch: os-ken only needs the protocol.
+_PROTOCOL = ofproto_protocol.ProtocolDesc(OFP_VERSION)
+_HEADER = struct.Struct(ofp.OFP_HEADER_PACK_STR)
+_BUNDLE_ADD = struct.Struct(ofp.OFP_BUNDLE_ADD_MSG_0_PACK_STR)
 
 
 def _action(action: Action):
@@ -82,3 +90,26 @@ def read_flow(stats) -> Flow:
 
 def _plain(value):
     return tuple(value) if isinstance(value, list) else value
+
+
+@lru_cache(maxsize=1 << 16)
+def encoded_flow_mod(rule: Flow, delete: bool) -> bytes:
+    """The flow-mod's bytes (xid 0), encoded once per flow: os-ken's encoder costs
+    a third of a millisecond a message, too much for a switch-over."""
+    message = flow_delete(_PROTOCOL, rule) if delete else flow_add(_PROTOCOL, rule)
+    message.set_xid(0)
+    message.serialize()
+    return bytes(message.buf)
+
+
+def bundle_adds(bundle_id: int, flags: int, xid: int, deletes: list[Flow], adds: list[Flow]) -> bytes:
+    """Bundle-add messages wrapping the deletes, then the adds; inner xids equal the outer
+    one, as OpenFlow 1.4 requires."""
+    parts = []
+    inner_xid = struct.pack("!I", xid)
+    for rule, delete in [(r, True) for r in deletes] + [(r, False) for r in adds]:
+        inner = encoded_flow_mod(rule, delete)
+        length = _HEADER.size + _BUNDLE_ADD.size + len(inner)
+        parts.append(_HEADER.pack(OFP_VERSION, ofp.OFPT_BUNDLE_ADD_MESSAGE, length, xid)
+                     + _BUNDLE_ADD.pack(bundle_id, flags) + inner[:4] + inner_xid + inner[8:])
+    return b"".join(parts)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
 from sdnvirt.controller.fabric.flow import Flow
-from sdnvirt.controller.fabric.openflow import flow_add, flow_delete
 
 LOG = logging.getLogger(__name__)
 RETRY_DELAY = 0.5
@@ -132,10 +131,8 @@ class SwitchSync:
         desired = self._compile()
         diff = diff_flows(installed, desired)
         if diff:
-            messages = [flow_delete(channel.datapath, f) for f in diff.deletes]
-            messages += [flow_add(channel.datapath, f) for f in diff.adds]
-            channel.commit_bundle(messages)
-            self.stats.flow_mods += len(messages)
+            channel.commit_flows(list(diff.deletes), list(diff.adds))
+            self.stats.flow_mods += len(diff)
         elapsed = (time.monotonic() - began) * 1000
         with self._cond:
             if self._channel is not channel:

@@ -1,0 +1,149 @@
+"""How fast a bridge's tables are complete after it connects to the controller.
+
+Builds a lab of H hosts and N netns guests spread over several tenant
+networks, then for each host: takes the bridge off its controller, empties
+its tables, gives it the controller back and measures the time from the
+connection to the tables being complete (the controller's own clock, and
+from outside by watching the switch), and the flow-mods sent. The baseline,
+measured in the same run on the same bridge: the same flow set loaded with
+`ovs-ofctl --bundle add-flows`. Once more right after a controller restart,
+when the controller has encoded no flow-mod yet. Prints one JSON object.
+
+    .venv/bin/python bench/converge.py [--hosts 10] [--guests 200] [--networks 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from sdnvirt.lab.lab import Lab, running_labs
+from sdnvirt.lab.paths import LabPaths
+from sdnvirt.model.loader import load_topology
+from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
+
+LAB = "bench"
+POLL = 0.002
+
+
+def topology_file(folder: Path, hosts: int, guests: int, networks: int) -> Path:
+    """H hosts over two segments; N guests round-robin over hosts and networks."""
+    segments = {"rack1": {"subnet": "100.64.1.0/24"}, "rack2": {"subnet": "100.64.2.0/24"}}
+    tenants: dict = {}
+    for n in range(networks):
+        tenants.setdefault(f"t{n % 4}", {"networks": {}})["networks"][f"net{n}"] = {"subnet": f"10.{n}.0.0/24"}
+    keys = [f"t{n % 4}/net{n}" for n in range(networks)]
+    data = {
+        "name": LAB,
+        "segments": segments,
+        "hosts": {f"hv{h}": {"segment": "rack1" if h < hosts / 2 else "rack2"} for h in range(hosts)},
+        "tenants": tenants,
+        "vms": {f"g{g}": {"host": f"hv{g % hosts}", "nics": [{"network": keys[g % networks]}]}
+                for g in range(guests)},
+    }
+    path = folder / "bench.yaml"
+    with path.open("w") as out:
+        YAML().dump(data, out)
+    return path
+
+
+def flow_count(lab: Lab, host: str) -> int:
+    return sum(1 for line in lab.hosts()[host].openvswitch.ofctl("--no-stats", "dump-flows",
+                                                                INTEGRATION_BRIDGE).splitlines()
+               if "actions=" in line)
+
+
+def measure_cold(lab: Lab, host: str) -> float:
+    """Converge time right after a controller restart, with nothing encoded yet."""
+    ovs = lab.hosts()[host].openvswitch
+    ovs.vsctl("del-controller", INTEGRATION_BRIDGE)
+    ovs.ofctl("del-flows", INTEGRATION_BRIDGE)
+    lab.restart_controller()
+    ovs.vsctl("set-controller", INTEGRATION_BRIDGE, f"unix:{lab.paths.host(host).controller_socket}")
+    return lab.wait_converged()["hosts"][host]["converge_ms"]
+
+
+def measure_host(lab: Lab, host: str, folder: Path) -> dict:
+    ovs = lab.hosts()[host].openvswitch
+    target = f"unix:{lab.paths.host(host).controller_socket}"
+    expected = flow_count(lab, host)
+    flows_file = folder / f"{host}.flows"
+    flows_file.write_text(ovs.ofctl("--no-stats", "dump-flows", INTEGRATION_BRIDGE))
+
+    # Baseline: the same flows, loaded in one bundle by ovs-ofctl into an empty table.
+    ovs.vsctl("del-controller", INTEGRATION_BRIDGE)
+    ovs.ofctl("del-flows", INTEGRATION_BRIDGE)
+    began = time.monotonic()
+    ovs.ofctl("--bundle", "add-flows", INTEGRATION_BRIDGE, str(flows_file))
+    baseline_ms = (time.monotonic() - began) * 1000
+    assert flow_count(lab, host) == expected
+
+    # sdnvirt: an empty table, then the controller back.
+    ovs.ofctl("del-flows", INTEGRATION_BRIDGE)
+    began = time.monotonic()
+    ovs.vsctl("set-controller", INTEGRATION_BRIDGE, target)
+    deadline = began + 30
+    while flow_count(lab, host) < expected and time.monotonic() < deadline:
+        time.sleep(POLL)
+    outside_ms = (time.monotonic() - began) * 1000
+    assert flow_count(lab, host) == expected, "the controller did not restore every flow"
+    status = lab.wait_converged()["hosts"][host]
+    return {"host": host, "flows": expected, "converge_ms": status["converge_ms"],
+            "flow_mods": status["last_sync_flow_mods"], "outside_ms": round(outside_ms, 1),
+            "baseline_ms": round(baseline_ms, 1)}
+
+
+def median_max(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 1), "max": round(max(values), 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=10)
+    parser.add_argument("--guests", type=int, default=200)
+    parser.add_argument("--networks", type=int, default=8)
+    args = parser.parse_args()
+    if LAB in running_labs():
+        print(f"lab {LAB} is up already; `sdnvirt lab down {LAB}` first", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        path = topology_file(folder, args.hosts, args.guests, args.networks)
+        lab = Lab(load_topology(path), LabPaths.of(LAB))
+        began = time.monotonic()
+        lab.up(path)
+        lab_up_s = time.monotonic() - began
+        try:
+            rounds = [measure_host(lab, host, folder) for host in sorted(lab.topology.hosts)]
+            cold_ms = measure_cold(lab, min(lab.topology.hosts))
+        finally:
+            lab.down()
+    ours = [r["converge_ms"] for r in rounds]
+    baseline = [r["baseline_ms"] for r in rounds]
+    print(json.dumps({
+        "benchmark": "converge",
+        "hosts": args.hosts,
+        "guests": args.guests,
+        "networks": args.networks,
+        "lab_up_s": round(lab_up_s, 1),
+        "flows_per_host": median_max([r["flows"] for r in rounds]),
+        "flow_mods_per_host": median_max([r["flow_mods"] for r in rounds]),
+        "converge_ms": median_max(ours),
+        "converge_after_restart_ms": round(cold_ms, 1),
+        "converge_seen_from_switch_ms": median_max([r["outside_ms"] for r in rounds]),
+        "baseline_ovs_ofctl_bundle_ms": median_max(baseline),
+        "ratio": round(statistics.median(ours) / statistics.median(baseline), 2),
+        "rounds": rounds,
+    }, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
