@@ -8,6 +8,7 @@ import subprocess
 from sdnvirt.cli.lab import lab_named
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import LabError
+from sdnvirt.lab.process import entering
 
 
 def register(verbs) -> None:
@@ -26,4 +27,4 @@ def _exec(args) -> int:
     if args.guest not in lab.topology.guests:
         raise LabError(f"lab {lab.name} has no guest {args.guest!r} "
                        f"(guests: {', '.join(sorted(lab.topology.guests))})")
-    return subprocess.run(["ip", "netns", "exec", naming.guest_namespace(lab.name, args.guest), *command]).returncode
+    return subprocess.run(entering(naming.guest_namespace(lab.name, args.guest)) + command).returncode

@@ -35,10 +35,19 @@ def is_running(process: ProcessRecord) -> bool:
     return start_time(process.pid) == process.start_time
 
 
+def entering(namespace: str | None) -> list[str]:
+    """The command prefix that runs a program in a lab namespace.
+
+    nsenter joins only the network namespace; unlike `ip netns exec` it makes
+    no mount namespace, which also works where / is not a mount point (chroots).
+    """
+    return ["nsenter", f"--net=/run/netns/{namespace}", "--"] if namespace else []
+
+
 def run_in_namespace(namespace: str | None, argv: list[str], env: dict[str, str] | None = None,
                      timeout: float = 30) -> subprocess.CompletedProcess:
     """Run a short command, in a lab namespace when one is named; raise on failure."""
-    full = (["ip", "netns", "exec", namespace] if namespace else []) + argv
+    full = entering(namespace) + argv
     merged = {**os.environ, **(env or {})}
     result = subprocess.run(full, env=merged, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
@@ -60,7 +69,7 @@ def start_detaching(name: str, namespace: str, argv: list[str], pidfile: Path,
 def start_background(name: str, namespace: str | None, argv: list[str], pidfile: Path, log: Path,
                      env: dict[str, str] | None = None) -> ProcessRecord:
     """Start a process that does not detach itself; we keep its pid file for it."""
-    full = (["ip", "netns", "exec", namespace] if namespace else []) + argv
+    full = entering(namespace) + argv
     with open(log, "ab") as out:
         proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})}, start_new_session=True)

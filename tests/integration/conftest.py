@@ -18,6 +18,7 @@ import pytest
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab, running_labs
 from sdnvirt.lab.paths import LabPaths
+from sdnvirt.lab.process import entering
 from sdnvirt.model.loader import load_topology
 from sdnvirt.model.topology import Nic
 
@@ -48,7 +49,7 @@ def nic(lab: Lab, guest: str) -> Nic:
 
 
 def in_guest(lab: Lab, guest: str, *argv: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", naming.guest_namespace(lab.name, guest), *argv],
+    return subprocess.run([*entering(naming.guest_namespace(lab.name, guest)), *argv],
                           capture_output=True, text=True, timeout=timeout, check=check)
 
 
@@ -85,7 +86,7 @@ CAPTURE_LIMIT = 60  # seconds a capture runs at most if nobody stops it
 def listen(*where: tuple[str, str, str | None]) -> list[Capture]:
     """Captures on (namespace, interface, BPF filter), all listening when this returns."""
     captures = [Capture(subprocess.Popen(
-        ["ip", "netns", "exec", namespace, sys.executable, str(WIRE), "sniff", iface, str(CAPTURE_LIMIT)]
+        [*entering(namespace), sys.executable, str(WIRE), "sniff", iface, str(CAPTURE_LIMIT)]
         + ([bpf] if bpf else []),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         for namespace, iface, bpf in where]

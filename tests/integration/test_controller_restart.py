@@ -4,6 +4,7 @@ import subprocess
 import threading
 
 from sdnvirt.lab import naming
+from sdnvirt.lab.process import entering
 from sdnvirt.vswitch.names import OFCTL_PROTOCOL
 
 from conftest import nic, wait_until
@@ -31,7 +32,7 @@ def test_restart_loses_nothing_changes_nothing_sends_nothing(fabric_lab):
     before = flow_tables(fabric_lab)
     watchers = {host: snoop(fabric_lab, host) for host in fabric_lab.topology.hosts}
     ping = subprocess.Popen(
-        ["ip", "netns", "exec", naming.guest_namespace(fabric_lab.name, "a1"), "ping", "-n", "-q",
+        [*entering(naming.guest_namespace(fabric_lab.name, "a1")), "ping", "-n", "-q",
          "-c", str(PINGS), "-i", str(INTERVAL), "-W", "1", str(a4.ip)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     restarted = threading.Event()
