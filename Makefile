@@ -6,11 +6,15 @@ PYTHON  ?= python3
 SDNVIRT := $(VENV)/bin/sdnvirt
 PYTEST  := $(VENV)/bin/pytest
 
-# Debian packages the lab and the tests use at run time.
+# Debian packages the lab and the tests use. libvirt-dev and pkg-config build
+# libvirt-python; kmod's depmod orders the guest's kernel modules. Deliberately
+# not libvirt-daemon-system: it would start a libvirtd (and its default
+# network) in the root namespace; each lab host runs its own.
 DEBIAN_PACKAGES := openvswitch-switch iproute2 iputils-ping tcpdump graphviz \
-	python3-venv
+	python3-venv qemu-system-x86 libvirt-daemon libvirt-daemon-driver-qemu \
+	libvirt-clients libvirt-dev pkg-config kmod
 
-.PHONY: demo test bench setup debian-packages clean
+.PHONY: demo test bench setup debian-packages libvirt-qemu-user clean
 
 demo: setup
 	$(SDNVIRT) demo
@@ -22,7 +26,7 @@ test: setup
 bench: setup
 	$(VENV)/bin/python bench/converge.py
 
-setup: debian-packages $(VENV)/.installed
+setup: debian-packages libvirt-qemu-user $(VENV)/.installed
 
 debian-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do \
@@ -32,6 +36,13 @@ debian-packages:
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+
+# libvirt's QEMU driver refuses to start without its system user (which
+# libvirt-daemon-system would have made).
+libvirt-qemu-user:
+	@getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
+	@getent passwd libvirt-qemu >/dev/null || useradd --system --no-create-home \
+		--home-dir /var/lib/libvirt --shell /usr/sbin/nologin -g libvirt-qemu libvirt-qemu
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

@@ -1,45 +1,71 @@
-"""The client side of the REST API, as the CLI and the tests use it."""
+"""The client side of the REST API, as the CLI, the lab and the tests use it."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import httpx
 
 TIMEOUT = 10.0
+VM_ACTION_TIMEOUT = 180.0  # a save writes the guest's memory to disk
 
 
 class ApiError(RuntimeError):
     """The controller could not be reached, or refused the request."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class ApiClient:
     def __init__(self, socket_path: Path):
         self.socket_path = socket_path
 
-    def _get(self, path: str):
+    def _request(self, method: str, path: str, body: dict | None = None, timeout: float = TIMEOUT):
         try:
             with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket_path)),
-                              base_url="http://sdnvirt", timeout=TIMEOUT) as client:
-                response = client.get(path)
+                              base_url="http://sdnvirt", timeout=timeout) as client:
+                response = client.request(method, path, json=body)
         except httpx.HTTPError as error:
             raise ApiError(f"controller at {self.socket_path}: {error}") from None
         if response.status_code >= 400:
-            raise ApiError(f"{path}: {response.status_code} {_detail(response)}")
+            raise ApiError(_detail(response), response.status_code)
         return response.json()
 
     def status(self) -> dict:
-        return self._get("/status")
+        return self._request("GET", "/status")
 
     def flows(self, host: str) -> list[dict]:
-        return self._get(f"/hosts/{host}/flows")
+        return self._request("GET", f"/hosts/{host}/flows")
 
     def counters(self) -> dict:
-        return self._get("/counters")
+        return self._request("GET", "/counters")
+
+    def vms(self) -> list[dict]:
+        return self._request("GET", "/vms")
+
+    def vm(self, name: str) -> dict:
+        return self._request("GET", f"/vms/{name}")
+
+    def vm_action(self, name: str, action: str) -> dict:
+        return self._request("POST", f"/vms/{name}/{action}", timeout=VM_ACTION_TIMEOUT)
+
+    def console(self, name: str, lines: int = 100) -> str:
+        return self._request("GET", f"/vms/{name}/console?lines={lines}")["console"]
+
+    def exec(self, name: str, command: list[str], timeout: float = 30.0) -> tuple[int, bytes]:
+        reply = self._request("POST", f"/vms/{name}/exec", {"command": command, "timeout": timeout},
+                              timeout=timeout + 15)
+        return reply["exit_status"], base64.b64decode(reply["output"])
 
 
 def _detail(response: httpx.Response) -> str:
     try:
-        return str(response.json().get("detail", response.text))
+        detail = response.json().get("detail", response.text)
     except ValueError:
         return response.text
+    if isinstance(detail, dict) and "message" in detail:
+        return detail["message"]
+    return str(detail)

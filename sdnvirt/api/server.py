@@ -11,34 +11,17 @@ import threading
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 
+from sdnvirt.api.fabric_routes import fabric_routes
+from sdnvirt.api.vm_routes import vm_routes
 from sdnvirt.controller.service import Controller
 
 
 def create_app(controller: Controller) -> FastAPI:
     app = FastAPI(title="sdnvirt", summary="Migration-aware SDN controller", version="0.1.0")
-
-    @app.get("/status")
-    def status() -> dict:
-        """Per host: OVSDB and OpenFlow connection, sync state, flow-mods sent."""
-        return controller.status()
-
-    @app.get("/hosts/{host}/flows")
-    def flows(host: str) -> list[dict]:
-        """The host's integration-bridge flows, read from the switch, with counters and owners."""
-        if host not in controller.topology.hosts:
-            raise HTTPException(404, detail={"field": "host", "message": f"no host {host!r}"})
-        try:
-            return controller.flows(host)
-        except LookupError as error:
-            raise HTTPException(409, detail={"field": "host", "message": str(error)}) from None
-
-    @app.get("/counters")
-    def counters() -> dict:
-        """Packets dropped by port security, per host and guest NIC."""
-        return {"port_security_drops": controller.port_security_drops()}
-
+    app.include_router(fabric_routes(controller))
+    app.include_router(vm_routes(controller))
     return app
 
 

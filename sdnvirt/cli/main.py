@@ -10,7 +10,8 @@ import argparse
 import sys
 
 from sdnvirt.api.client import ApiError
-from sdnvirt.cli import demo, guest_exec, lab, pipeline, topo
+from sdnvirt.cli import demo, guest_exec, image, lab, pipeline, topo, vm
+from sdnvirt.compute.image import ImageError
 from sdnvirt.lab.lab import LabError
 from sdnvirt.model.problems import InputError
 
@@ -21,7 +22,7 @@ EXIT_BAD_INPUT = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdnvirt", description="Migration-aware SDN controller for KVM/QEMU hosts.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
-    for module in (topo, lab, guest_exec, pipeline, demo):
+    for module in (topo, lab, vm, guest_exec, image, pipeline, demo):
         module.register(verbs)
     return parser
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(error, file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (LabError, ApiError) as error:
+    except (LabError, ApiError, ImageError) as error:
         print(f"sdnvirt: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

@@ -1,13 +1,17 @@
-"""How the controller reaches each host: its OVSDB server and its bridge's controller target.
+"""How the controller reaches each host: its OVSDB server, its bridge's controller
+target, its libvirtd, and where a VM's files live there.
 
-In a lab these are unix sockets in the lab's folder; the controller code does
-not care which, it only ever uses these three standard doors of a host.
+In a lab these are unix sockets and folders in the lab's folder; the
+controller code does not care which, it only ever uses these three standard
+doors of a host.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from sdnvirt.compute.hypervisor import libvirt_uri
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.model.topology import Topology
 
@@ -16,11 +20,21 @@ from sdnvirt.model.topology import Topology
 class HostEndpoints:
     ovsdb: str  # OVSDB remote, e.g. unix:/run/sdnvirt/demo/hosts/hv1/ovs/db.sock
     openflow_target: str  # what the host's bridge connects to
+    libvirt: str  # libvirt URI
+    vm_files: Path  # where a VM's console log and agent socket are on that host
+
+    def console_log(self, vm: str) -> Path:
+        return self.vm_files / f"{vm}.console.log"
+
+    def agent_socket(self, vm: str) -> Path:
+        return self.vm_files / f"{vm}.agent.sock"
 
 
 def lab_endpoints(paths: LabPaths, topology: Topology) -> dict[str, HostEndpoints]:
     return {
         name: HostEndpoints(ovsdb=f"unix:{paths.host(name).ovsdb_socket}",
-                            openflow_target=f"unix:{paths.host(name).controller_socket}")
+                            openflow_target=f"unix:{paths.host(name).controller_socket}",
+                            libvirt=libvirt_uri(paths.host(name).libvirt_socket),
+                            vm_files=paths.host(name).vms)
         for name in topology.hosts
     }

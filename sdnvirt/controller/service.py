@@ -12,6 +12,10 @@ from pathlib import Path
 
 from os_ken.base import app_manager
 
+from sdnvirt.compute.domain import DomainFiles
+from sdnvirt.compute.hypervisor import DomainEvent, Hypervisor
+from sdnvirt.compute.image import cached_image
+from sdnvirt.compute.machines import MachineError, Machines
 from sdnvirt.controller.endpoints import HostEndpoints
 from sdnvirt.controller.fabric.bridges import Fabric
 from sdnvirt.controller.fabric.cookies import owner_names
@@ -21,7 +25,7 @@ from sdnvirt.controller.fabric.openflow import read_flow
 from sdnvirt.controller.fabric.openflow_app import FabricApp
 from sdnvirt.controller.fabric.pipeline import Pipeline
 from sdnvirt.controller.state import MemoryStore
-from sdnvirt.model.topology import Topology
+from sdnvirt.model.topology import GuestKind, Topology
 from sdnvirt.vswitch.integration_bridge import BridgeSettings, ensure_integration_bridge, ensure_tunnels
 from sdnvirt.vswitch.names import datapath_id
 from sdnvirt.vswitch.ovsdb import HostOvsdb
@@ -46,11 +50,17 @@ class Controller:
         self._lock = threading.Lock()
         self._owners = owner_names(topology)
         self.started_at = time.time()
+        has_vms = any(g.kind == GuestKind.QEMU for g in topology.guests.values())
+        self.hypervisors = {host: Hypervisor(host, endpoint.libvirt, self._domain_event)
+                            for host, endpoint in endpoints.items()} if has_vms else {}
+        self.machines = Machines(topology, self.hypervisors, self._domain_files)
 
     def start(self) -> None:
         self._start_openflow()
         for host in sorted(self.topology.hosts):
             threading.Thread(target=self._attach_host, args=(host,), name=f"attach-{host}", daemon=True).start()
+        for host, hypervisor in self.hypervisors.items():
+            threading.Thread(target=hypervisor.connect_forever, name=f"libvirt-{host}", daemon=True).start()
         timer = threading.Timer(READY_TIMEOUT, self._ready_anyway)
         timer.daemon = True
         timer.start()
@@ -96,7 +106,19 @@ class Controller:
             LOG.warning("no OVSDB answer from %s after %.0fs: programming the others", missing, READY_TIMEOUT)
             self.fabric.ready.set()
 
+    def _domain_event(self, event: DomainEvent) -> None:
+        self.machines.domain_event(event)
+
+    def _domain_files(self, host: str, vm: str) -> DomainFiles:
+        image = cached_image()
+        if image is None:
+            raise MachineError("no guest image is built: `sdnvirt image build` makes it", 503)
+        endpoint = self.endpoints[host]
+        return DomainFiles(image.kernel, image.initramfs, endpoint.console_log(vm), endpoint.agent_socket(vm))
+
     def stop(self) -> None:
+        for hypervisor in self.hypervisors.values():
+            hypervisor.stop()
         self.listener.stop()
         self.fabric.stop()
         for ovsdb in self.ovsdbs.values():
@@ -108,8 +130,10 @@ class Controller:
         for host, sync in self.fabric.syncs.items():
             ovsdb = self.ovsdbs.get(host)
             ports = view.ports.get(host, HostPorts(host))
+            hypervisor = self.hypervisors.get(host)
             hosts[host] = {
                 "ovsdb_connected": bool(ovsdb and ovsdb.connected),
+                "libvirt_connected": None if hypervisor is None else hypervisor.connected,
                 "openflow_connected": sync.channel is not None,
                 "in_sync": sync.in_sync,
                 "bindings": len(ports.bindings),
@@ -150,6 +174,12 @@ class Controller:
                 "bytes": stats.byte_count,
             })
         return entries
+
+    def bound_hosts(self, guest: str) -> list[str]:
+        """The hosts where some NIC of the guest is bound now."""
+        ports = {nic.port_id for nic in self.topology.guests[guest].nics}
+        view = self.store.view()
+        return sorted({b.host for p in view.ports.values() for b in p.bindings if b.port_id in ports})
 
     def port_security_drops(self) -> dict[str, dict[str, int]]:
         """Per host, per guest NIC: packets dropped for sending from a foreign MAC or IP."""

@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 
 from sdnvirt.lab import naming, netns
+from sdnvirt.lab.libvirtd import HostLibvirtd
 from sdnvirt.lab.netns import NetworkNamespace
 from sdnvirt.lab.openvswitch import HostOpenvswitch
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.lab.process import run_in_namespace
 from sdnvirt.lab.record import LabRecord
 from sdnvirt.lab.underlay import UNDERLAY_MTU, plug_host
-from sdnvirt.model.topology import Host, Topology
+from sdnvirt.model.topology import GuestKind, Host, Topology
 from sdnvirt.vswitch.names import UNDERLAY_BRIDGE
 
 
@@ -30,6 +31,7 @@ class LabHost:
         self.paths = paths.host(host.name)
         self.lab_paths = paths
         self.openvswitch = HostOpenvswitch(host.name, self.namespace, self.paths)
+        self.libvirtd = HostLibvirtd(host.name, self.namespace, self.paths, str(host.address))
 
     def build(self, record: LabRecord) -> None:
         netns.create(record, self.namespace)
@@ -38,6 +40,8 @@ class LabHost:
         self._connect_underlay()
         # ovs-vswitchd only dials unix controllers inside its own run folder.
         os.symlink(self.lab_paths.openflow_socket, self.paths.controller_socket)
+        if any(g.kind == GuestKind.QEMU for g in self.topology.guests.values()):
+            self.libvirtd.start(record)
 
     def _connect_underlay(self) -> None:
         segment = self.topology.segments[self.host.segment]

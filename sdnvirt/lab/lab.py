@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sdnvirt.api.client import ApiClient, ApiError
+from sdnvirt.compute.image import build_image
 from sdnvirt.lab import naming, netns
 from sdnvirt.lab.guest import NetnsGuest
 from sdnvirt.lab.host import LabHost
+from sdnvirt.lab.libvirtd import stop_domains
 from sdnvirt.lab.paths import SUN_PATH_MAX, LabPaths, labs_root
 from sdnvirt.lab.process import LabProcessError, is_running, start_background, stop
 from sdnvirt.lab.record import LabRecord
@@ -30,6 +32,7 @@ from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
 CONTROLLER = "controller"
 CONTROLLER_START_TIMEOUT = 30.0
 CONVERGE_TIMEOUT = 60.0
+VM_BOOT_TIMEOUT = 120.0
 POLL_INTERVAL = 0.05
 
 
@@ -65,8 +68,13 @@ class Lab:
     def api(self) -> ApiClient:
         return ApiClient(self.paths.api_socket)
 
+    def vms(self) -> list[str]:
+        return [name for name, guest in self.topology.guests.items() if guest.kind == GuestKind.QEMU]
+
     def up(self, source: Path) -> None:
         self._check_free()
+        if self.vms():
+            build_image()  # before anything is made: it may have to fetch packages
         self.paths.root.mkdir(parents=True)
         shutil.copyfile(source, self.paths.topology)
         record = LabRecord(self.name, self.paths.record)
@@ -82,7 +90,9 @@ class Lab:
             self._wait_for_bridges()
             for guest in self.guests().values():
                 guest.build(record)
+            self._start_vms()
             self.wait_converged()
+            self.wait_for_agents(self.vms())
             record.complete = True
             record.save()
         except Exception as error:
@@ -98,7 +108,7 @@ class Lab:
             raise LabError(f"lab {self.name} is already up; `sdnvirt lab down {self.name}` removes it")
         if self.paths.root.exists():
             raise LabError(f"{self.paths.root} exists but holds no lab record; remove it first")
-        longest = self.paths.longest_socket(list(self.topology.hosts))
+        longest = self.paths.longest_socket(list(self.topology.hosts), list(self.topology.guests))
         if len(str(longest).encode()) > SUN_PATH_MAX:
             raise LabError(f"socket path {longest} is longer than {SUN_PATH_MAX} bytes; "
                            "use a shorter lab name or SDNVIRT_LAB_ROOT")
@@ -172,6 +182,29 @@ class Lab:
             raise LabError(f"the controller made no {INTEGRATION_BRIDGE} with tunnels on "
                            f"{', '.join(sorted(waiting))}; see {self.paths.controller_log}")
 
+    def _start_vms(self) -> None:
+        """Every qemu guest, all at once, through the controller (which asks each host's libvirtd)."""
+        api = self.api()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda name: api.vm_action(name, "start"), self.vms()))
+
+    def wait_for_agents(self, vms: list[str], timeout: float = VM_BOOT_TIMEOUT) -> None:
+        """Until each VM has booted and its guest agent answers."""
+        deadline = time.monotonic() + timeout
+        waiting = set(vms)
+        while waiting and time.monotonic() < deadline:
+            for name in sorted(waiting):
+                try:
+                    if self.api().exec(name, ["true"], timeout=2)[0] == 0:
+                        waiting.discard(name)
+                except ApiError:
+                    pass
+            if waiting:
+                time.sleep(POLL_INTERVAL)
+        if waiting:
+            raise LabError(f"no guest agent answered in {', '.join(sorted(waiting))} within {timeout:.0f}s; "
+                           f"see `sdnvirt vm console NAME`")
+
     def wait_converged(self, timeout: float = CONVERGE_TIMEOUT) -> dict:
         """Until every bridge is connected and holds exactly its flows, every guest port bound."""
         expected = {h: 0 for h in self.topology.hosts}
@@ -193,6 +226,12 @@ class Lab:
             raise LabError(f"no lab named {self.name!r} is up")
         record = LabRecord.load(self.paths.record)
         failures = []
+        if self.vms():
+            for host in self.hosts().values():
+                try:
+                    stop_domains(host.libvirtd)
+                except (LabProcessError, OSError) as error:
+                    failures.append(f"VMs of {host.host.name}: {error}")
         for process in reversed(record.processes):
             try:
                 stop(process)

@@ -57,6 +57,24 @@ class HostPaths:
     def bridge_mgmt(self, bridge: str) -> Path:
         return self.ovs_run / f"{bridge}.mgmt"
 
+    @property
+    def libvirt(self) -> Path:
+        """What libvirtd sees as /run/libvirt, /var/lib/libvirt, /etc/libvirt, ..."""
+        return self.root / "libvirt"
+
+    @property
+    def libvirt_socket(self) -> Path:
+        return self.libvirt / "sock" / "libvirt-sock"
+
+    @property
+    def libvirtd_pidfile(self) -> Path:
+        return self.libvirt / "libvirtd.pid"
+
+    @property
+    def vms(self) -> Path:
+        """Consoles and guest-agent sockets of the VMs running here."""
+        return self.root / "vms"
+
 
 @dataclass(frozen=True)
 class LabPaths:
@@ -94,8 +112,11 @@ class LabPaths:
     def host(self, name: str) -> HostPaths:
         return HostPaths(self.root / "hosts" / name)
 
-    def longest_socket(self, hosts: list[str]) -> Path:
+    def longest_socket(self, hosts: list[str], guests: list[str]) -> Path:
+        """The longest unix socket path the lab will make (a guest may move to any host)."""
         candidates = [self.openflow_socket, self.api_socket]
-        candidates += [self.host(h).controller_socket for h in hosts]
-        candidates += [self.host(h).bridge_mgmt("br-int") for h in hosts]
+        for h in hosts:
+            paths = self.host(h)
+            candidates += [paths.controller_socket, paths.bridge_mgmt("br-int"), paths.libvirt_socket]
+            candidates += [paths.vms / f"{g}.agent.sock" for g in guests]
         return max(candidates, key=lambda p: len(str(p)))

@@ -31,7 +31,7 @@ from sdnvirt.model.source import Source
 from sdnvirt.model.topology import GuestKind
 
 # Guest kinds the lab can start today; the model accepts every GuestKind.
-SUPPORTED_GUEST_KINDS = (GuestKind.NETNS,)
+SUPPORTED_GUEST_KINDS = (GuestKind.NETNS, GuestKind.QEMU)
 
 _NAME = "[a-z][a-z0-9-]{0,14}"
 NAME_PATTERN = f"^{_NAME}$"

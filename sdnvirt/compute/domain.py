@@ -1,0 +1,76 @@
+"""libvirt domain XML for a `qemu` guest, generated from the model.
+
+Each NIC is an `<interface type='bridge'>` on the integration bridge with
+`<virtualport type='openvswitch'>`: libvirt then plugs the tap into OVS itself
+and writes iface-id (the logical port), attached-mac and vm-id on the
+Interface, which is all the controller goes by. The guest learns its
+addresses from the kernel command line; it talks to the host through a
+virtio-serial channel (the guest agent) that works with its network down.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from netaddr import IPNetwork
+
+from sdnvirt.compute.agent import PORT_NAME
+from sdnvirt.compute.image import kernel_cmdline
+from sdnvirt.model.topology import Guest, Topology, guest_uuid
+from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
+
+EMULATOR = "/usr/bin/qemu-system-x86_64"
+CPU_MODEL = "qemu64"  # TCG: a plain model every QEMU can give
+
+
+@dataclass(frozen=True)
+class DomainFiles:
+    """Where a domain's kernel, console log and agent socket are, on the host it runs on."""
+
+    kernel: Path
+    initramfs: Path
+    console_log: Path
+    agent_socket: Path
+
+
+def domain_xml(topology: Topology, guest: Guest, files: DomainFiles) -> str:
+    domain = ET.Element("domain", type="qemu")
+    ET.SubElement(domain, "name").text = guest.name
+    ET.SubElement(domain, "uuid").text = guest_uuid(topology.name, guest.name)
+    ET.SubElement(domain, "memory", unit="MiB").text = str(guest.memory)
+    ET.SubElement(domain, "vcpu").text = str(guest.vcpus)
+
+    os_ = ET.SubElement(domain, "os")
+    ET.SubElement(os_, "type", arch="x86_64", machine="pc").text = "hvm"
+    ET.SubElement(os_, "kernel").text = str(files.kernel)
+    ET.SubElement(os_, "initrd").text = str(files.initramfs)
+    nics = [(nic.mac, IPNetwork(f"{nic.ip}/{topology.networks[nic.network].subnet.prefixlen}"))
+            for nic in guest.nics]
+    ET.SubElement(os_, "cmdline").text = kernel_cmdline(nics)
+    cpu = ET.SubElement(domain, "cpu", mode="custom", match="exact")
+    ET.SubElement(cpu, "model", fallback="allow").text = CPU_MODEL
+    ET.SubElement(domain, "on_poweroff").text = "destroy"
+    ET.SubElement(domain, "on_reboot").text = "restart"
+    ET.SubElement(domain, "on_crash").text = "destroy"
+
+    devices = ET.SubElement(domain, "devices")
+    ET.SubElement(devices, "emulator").text = EMULATOR
+    for nic in guest.nics:
+        interface = ET.SubElement(devices, "interface", type="bridge")
+        ET.SubElement(interface, "source", bridge=INTEGRATION_BRIDGE)
+        port = ET.SubElement(interface, "virtualport", type="openvswitch")
+        ET.SubElement(port, "parameters", interfaceid=nic.port_id)
+        ET.SubElement(interface, "mac", address=str(nic.mac))
+        ET.SubElement(interface, "model", type="virtio")
+        ET.SubElement(interface, "rom", enabled="no")  # no iPXE: the kernel is given directly
+    serial = ET.SubElement(devices, "serial", type="pty")
+    ET.SubElement(serial, "log", file=str(files.console_log), append="on")
+    ET.SubElement(serial, "target", port="0")
+    channel = ET.SubElement(devices, "channel", type="unix")
+    ET.SubElement(channel, "source", mode="bind", path=str(files.agent_socket))
+    ET.SubElement(channel, "target", type="virtio", name=PORT_NAME)
+    ET.SubElement(devices, "memballoon", model="none")
+    ET.indent(domain)
+    return ET.tostring(domain, encoding="unicode")

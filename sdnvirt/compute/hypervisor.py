@@ -1,0 +1,145 @@
+"""One host's libvirtd, as the controller holds it: a connection and its lifecycle events.
+
+libvirt delivers events through an event loop the process runs once, on a
+thread of its own; the connection is kept alive with keepalives and opened
+again when libvirtd goes away and comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+
+LOG = logging.getLogger(__name__)
+RECONNECT_DELAY = 1.0
+KEEPALIVE_INTERVAL = 2  # seconds between keepalive probes
+KEEPALIVE_COUNT = 3  # unanswered probes before the connection counts as lost
+
+_STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "unknown",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "running",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutting-down",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shut-off",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
+}
+
+_event_loop_lock = threading.Lock()
+_event_loop_running = False
+
+
+class HypervisorError(RuntimeError):
+    """The host's libvirtd is away or refused; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class DomainEvent:
+    host: str
+    domain: str
+    state: str  # one of _STATES' values, read from libvirt when the event came
+    event: int  # libvirt's VIR_DOMAIN_EVENT_* number
+    detail: int
+
+
+def libvirt_uri(socket: Path) -> str:
+    """A libvirtd reached through its unix socket."""
+    return f"qemu+unix:///system?socket={socket}"
+
+
+def state_name(state: int) -> str:
+    return _STATES.get(state, "unknown")
+
+
+def _run_event_loop() -> None:
+    global _event_loop_running
+    with _event_loop_lock:
+        if _event_loop_running:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+        _event_loop_running = True
+
+    def loop() -> None:
+        while True:
+            libvirt.virEventRunDefaultImpl()
+
+    threading.Thread(target=loop, name="libvirt-events", daemon=True).start()
+
+
+class Hypervisor:
+    def __init__(self, host: str, uri: str, on_event: Callable[[DomainEvent], None]):
+        self.host = host
+        self.uri = uri
+        self._on_event = on_event
+        self._conn: libvirt.virConnect | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
+        _run_event_loop()
+
+    @property
+    def connected(self) -> bool:
+        conn = self._conn
+        return bool(conn is not None and conn.isAlive())
+
+    def connect_forever(self) -> None:
+        """Keep a connection open (a controller thread runs this)."""
+        while not self._stopped:
+            if not self.connected:
+                try:
+                    self._open()
+                    LOG.info("host %s: libvirtd %s connected", self.host, self.uri)
+                except libvirt.libvirtError as error:
+                    LOG.debug("host %s: libvirtd: %s", self.host, error)
+            time.sleep(RECONNECT_DELAY)
+
+    def _open(self) -> None:
+        conn = libvirt.open(self.uri)
+        conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
+        conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None)
+        with self._lock:
+            self._conn = conn
+        for domain in conn.listAllDomains():
+            self._publish(domain, -1, 0)
+
+    def _lifecycle(self, conn, domain, event, detail, opaque) -> None:
+        self._publish(domain, event, detail)
+
+    def _publish(self, domain, event: int, detail: int) -> None:
+        try:
+            state = state_name(domain.state()[0])
+        except libvirt.libvirtError:
+            state = "undefined"  # gone between the event and the question
+        self._on_event(DomainEvent(self.host, domain.name(), state, event, detail))
+
+    def connection(self) -> libvirt.virConnect:
+        conn = self._conn
+        if conn is None or not conn.isAlive():
+            raise HypervisorError(f"host {self.host}'s libvirtd ({self.uri}) is not reachable")
+        return conn
+
+    def domain(self, name: str) -> libvirt.virDomain | None:
+        try:
+            return self.connection().lookupByName(name)
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise HypervisorError(f"host {self.host}: {error}") from None
+
+    def free_memory_mib(self) -> int:
+        return self.connection().getFreeMemory() // (1024 * 1024)
+
+    def stop(self) -> None:
+        self._stopped = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                pass

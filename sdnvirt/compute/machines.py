@@ -1,0 +1,234 @@
+"""The `qemu` guests of a topology, run through their hosts' libvirtds, all their life.
+
+Each VM's state comes from libvirt's lifecycle events (and a look at every
+domain when a libvirtd connects), so `vm list` shows what the hypervisors
+say, and since when. Every operation either completes or leaves nothing
+behind: a domain that cannot start is undefined again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import libvirt
+
+from sdnvirt.compute.agent import AgentError, AgentResult, GuestAgent
+from sdnvirt.compute.domain import DomainFiles, domain_xml
+from sdnvirt.compute.hypervisor import DomainEvent, Hypervisor, HypervisorError
+from sdnvirt.model.topology import Guest, GuestKind, Topology
+
+LOG = logging.getLogger(__name__)
+SHUTDOWN_TIMEOUT = 30.0
+MEMORY_MARGIN_MIB = 64  # QEMU's own overhead beyond the guest's memory
+POLL = 0.05
+
+
+class MachineError(RuntimeError):
+    """A VM operation that cannot be done; `status` is the HTTP status that says why."""
+
+    def __init__(self, message: str, status: int = 409):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class MachineState:
+    name: str
+    host: str | None
+    state: str  # running, paused, shut-off, saved, crashed, absent, ...
+    since: float  # time.time() when it entered this state
+
+
+class Machines:
+    def __init__(self, topology: Topology, hypervisors: dict[str, Hypervisor],
+                 files: Callable[[str, str], DomainFiles]):
+        self.topology = topology
+        self.hypervisors = hypervisors
+        self._files = files  # (host, vm) -> where that VM's files are on that host
+        self._lock = threading.Lock()
+        self._agent_locks = {name: threading.Lock() for name in self._qemu_guests()}
+        now = time.time()
+        self._states = {name: MachineState(name, None, "absent", now) for name in self._qemu_guests()}
+        self._changed = threading.Condition(self._lock)
+
+    def _qemu_guests(self) -> list[str]:
+        return [name for name, g in self.topology.guests.items() if g.kind == GuestKind.QEMU]
+
+    # -- what the hypervisors say -------------------------------------------------------------
+
+    def domain_event(self, event: DomainEvent) -> None:
+        """Called by every Hypervisor for every lifecycle event of one of its domains."""
+        if event.domain not in self._states:
+            return
+        with self._changed:
+            current = self._states[event.domain]
+            if event.state == "undefined":
+                if current.host not in (None, event.host):
+                    return  # the domain went from a host where it no longer lives
+                state, host = "absent", None
+            else:
+                state, host = event.state, event.host
+                if state == "shut-off" and self._has_saved_image(event.host, event.domain):
+                    state = "saved"
+            if (current.state, current.host) != (state, host):
+                self._states[event.domain] = MachineState(event.domain, host, state, time.time())
+                LOG.info("vm %s: %s on %s", event.domain, state, host)
+            self._changed.notify_all()
+
+    def _has_saved_image(self, host: str, name: str) -> bool:
+        try:
+            domain = self.hypervisors[host].domain(name)
+            return bool(domain and domain.hasManagedSaveImage())
+        except (HypervisorError, libvirt.libvirtError):
+            return False
+
+    def states(self) -> list[MachineState]:
+        with self._lock:
+            return [MachineState(**vars(s)) for s in self._states.values()]
+
+    def state(self, name: str) -> MachineState:
+        self._guest(name)
+        with self._lock:
+            return MachineState(**vars(self._states[name]))
+
+    def wait_for(self, name: str, states: set[str], timeout: float) -> MachineState:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._states[name].state not in states:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise MachineError(f"vm {name} is still {self._states[name].state} after {timeout:.0f}s "
+                                       f"(waited for {' or '.join(sorted(states))})", 504)
+                self._changed.wait(remaining)
+            return MachineState(**vars(self._states[name]))
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def _guest(self, name: str) -> Guest:
+        guest = self.topology.guests.get(name)
+        if guest is None:
+            raise MachineError(f"no guest named {name!r}", 404)
+        if guest.kind != GuestKind.QEMU:
+            raise MachineError(f"{name} is a {guest.kind.value} guest; only qemu guests have a hypervisor", 400)
+        return guest
+
+    def _located(self, name: str) -> tuple[Hypervisor, libvirt.virDomain]:
+        state = self.state(name)
+        if state.host is None:
+            raise MachineError(f"vm {name} is not defined on any host; start it first")
+        domain = self._hypervisor(state.host).domain(name)
+        if domain is None:
+            raise MachineError(f"vm {name} is gone from host {state.host}")
+        return self._hypervisor(state.host), domain
+
+    def _hypervisor(self, host: str) -> Hypervisor:
+        hypervisor = self.hypervisors[host]
+        try:
+            hypervisor.connection()
+        except HypervisorError as error:
+            raise MachineError(str(error), 503) from None
+        return hypervisor
+
+    def start(self, name: str) -> MachineState:
+        guest = self._guest(name)
+        current = self.state(name)
+        if current.state in ("running", "paused"):
+            raise MachineError(f"vm {name} is already {current.state} on {current.host}")
+        host = current.host or guest.host
+        hypervisor = self._hypervisor(host)
+        free = hypervisor.free_memory_mib()
+        if free < guest.memory + MEMORY_MARGIN_MIB:
+            raise MachineError(f"host {host} cannot give vm {name} {guest.memory} MiB: {free} MiB free", 507)
+        domain = hypervisor.domain(name)
+        defined_here = domain is None
+        try:
+            if domain is None:
+                domain = hypervisor.connection().defineXML(
+                    domain_xml(self.topology, guest, self._files(host, name)))
+            domain.create()
+        except libvirt.libvirtError as error:
+            if defined_here and domain is not None:
+                domain.undefine()
+            raise MachineError(f"vm {name} did not start on {host}: {error.get_error_message()}", 500) from None
+        return self.wait_for(name, {"running"}, timeout=30)
+
+    def shutdown(self, name: str, timeout: float = SHUTDOWN_TIMEOUT) -> MachineState:
+        """A clean power-off by the guest itself, waited for; never a silent destroy."""
+        _, domain = self._located(name)
+        if self.state(name).state != "running":
+            raise MachineError(f"vm {name} is {self.state(name).state}, not running")
+        try:
+            self._agent_call(name, ["poweroff", "-f"], timeout=2)
+        except (AgentError, MachineError):
+            domain.shutdown()  # ACPI, for a guest whose agent does not answer
+        try:
+            return self.wait_for(name, {"shut-off"}, timeout)
+        except MachineError:
+            raise MachineError(f"vm {name} did not power off within {timeout:.0f}s; it is still running "
+                               f"(`sdnvirt vm destroy {name}` stops it hard)", 504) from None
+
+    def destroy(self, name: str) -> MachineState:
+        _, domain = self._located(name)
+        if domain.isActive():
+            domain.destroy()
+        return self.wait_for(name, {"shut-off", "saved"}, timeout=30)
+
+    def reboot(self, name: str) -> MachineState:
+        _, domain = self._located(name)
+        try:
+            self._agent_call(name, ["reboot", "-f"], timeout=2)
+        except (AgentError, MachineError):
+            domain.reset()
+        return self.state(name)
+
+    def suspend(self, name: str) -> MachineState:
+        _, domain = self._located(name)
+        domain.suspend()
+        return self.wait_for(name, {"paused"}, timeout=10)
+
+    def resume(self, name: str) -> MachineState:
+        _, domain = self._located(name)
+        domain.resume()
+        return self.wait_for(name, {"running"}, timeout=10)
+
+    def save(self, name: str) -> MachineState:
+        """Suspend to disk (libvirt's managed save): memory goes to a file, QEMU exits."""
+        _, domain = self._located(name)
+        domain.managedSave(0)
+        return self.wait_for(name, {"saved"}, timeout=120)
+
+    def restore(self, name: str) -> MachineState:
+        _, domain = self._located(name)
+        if not domain.hasManagedSaveImage():
+            raise MachineError(f"vm {name} has no saved state to restore")
+        domain.create()
+        return self.wait_for(name, {"running"}, timeout=120)
+
+    def console(self, name: str, lines: int = 100) -> str:
+        state = self.state(name)
+        host = state.host or self._guest(name).host
+        log = self._files(host, name).console_log
+        if not log.exists():
+            return ""
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+    def exec(self, name: str, command: list[str], timeout: float) -> AgentResult:
+        if self.state(name).state != "running":
+            raise MachineError(f"vm {name} is {self.state(name).state}, not running")
+        return self._agent_call(name, command, timeout)
+
+    def _agent_call(self, name: str, command: list[str], timeout: float) -> AgentResult:
+        state = self.state(name)
+        socket = self._files(state.host, name).agent_socket
+        # QEMU serves one client per channel: requests to one VM take turns.
+        if not self._agent_locks[name].acquire(timeout=timeout + 5):
+            raise MachineError(f"vm {name}'s agent is busy", 503)
+        try:
+            with GuestAgent(socket) as agent:
+                return agent.exec(command, timeout=timeout)
+        finally:
+            self._agent_locks[name].release()

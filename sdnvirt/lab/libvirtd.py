@@ -1,0 +1,161 @@
+"""One lab host's own libvirtd, in the host's network namespace and a private mount namespace.
+
+A privileged libvirtd keeps its state in fixed places (/run/libvirt,
+/var/lib/libvirt, /etc/libvirt, ...), so each host's libvirtd gets its own
+mount namespace where those places are bind mounts of the host's folder in
+the lab, and where /var/run/openvswitch is the host's OVS run folder (libvirt
+runs ovs-vsctl itself to plug a VM). Its unix socket is in the lab folder,
+outside the private mounts, so the controller and the CLI reach it; it
+listens on TCP on the host's underlay address for migrations.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import time
+from functools import cache
+from pathlib import Path
+
+import libvirt
+
+from sdnvirt.compute.hypervisor import libvirt_uri
+from sdnvirt.lab.paths import HostPaths
+from sdnvirt.lab.process import start_background, start_time, stop
+from sdnvirt.lab.record import LabRecord, ProcessRecord
+
+START_TIMEOUT = 30.0
+TCP_PORT = 16509
+
+# Where libvirtd looks -> the host's folder that stands in for it.
+PRIVATE_MOUNTS = {
+    "/run/libvirt": "run",
+    "/var/lib/libvirt": "lib",
+    "/var/cache/libvirt": "cache",
+    "/var/log/libvirt": "log",
+    "/etc/libvirt": "etc",
+}
+
+
+class LibvirtdError(RuntimeError):
+    pass
+
+
+class HostLibvirtd:
+    def __init__(self, host: str, namespace: str, paths: HostPaths, address: str):
+        self.host = host
+        self.namespace = namespace
+        self.paths = paths
+        self.address = address
+
+    @property
+    def uri(self) -> str:
+        return libvirt_uri(self.paths.libvirt_socket)
+
+    def start(self, record: LabRecord) -> None:
+        self._write_config()
+        mounts = [f"mount --bind {shlex.quote(str(self.paths.libvirt / folder))} {target}"
+                  for target, folder in PRIVATE_MOUNTS.items()]
+        mounts.append(f"mount --bind {shlex.quote(str(self.paths.ovs_run))} /var/run/openvswitch")
+        # sysfs as this network namespace shows it (libvirt reads its taps there)
+        mounts.append("mount -t sysfs sysfs /sys")
+        targets = " ".join(list(PRIVATE_MOUNTS) + ["/var/run/openvswitch"])
+        script = (f"set -e; mkdir -p {targets}; " + "; ".join(mounts)
+                  + f"; exec libvirtd --listen -f {self.paths.libvirt / 'etc' / 'libvirtd.conf'}"
+                  + f" -p {self.paths.libvirtd_pidfile}")
+        record.add_process(start_background(
+            f"{self.host}/libvirtd", self.namespace,
+            ["unshare", "--mount", f"--propagation={mount_propagation()}", "--", "sh", "-c", script],
+            self.paths.libvirtd_pidfile, self.paths.logs / "libvirtd.stderr"))
+        self._wait_until_up()
+
+    def _write_config(self) -> None:
+        for folder in list(PRIVATE_MOUNTS.values()) + ["sock"]:
+            (self.paths.libvirt / folder).mkdir(parents=True, exist_ok=True)
+        self.paths.vms.mkdir(parents=True, exist_ok=True)
+        etc = self.paths.libvirt / "etc"
+        shutil.copytree("/etc/libvirt", etc, dirs_exist_ok=True)
+        (etc / "libvirtd.conf").write_text(
+            f'unix_sock_dir = "{self.paths.libvirt_socket.parent}"\n'
+            'unix_sock_rw_perms = "0700"\n'
+            'auth_unix_rw = "none"\n'
+            'auth_unix_ro = "none"\n'
+            "listen_tls = 0\n"
+            "listen_tcp = 1\n"
+            f'listen_addr = "{self.address}"\n'
+            f'tcp_port = "{TCP_PORT}"\n'
+            'auth_tcp = "none"\n'  # lab only: the underlay is inside the lab's namespaces
+            f'log_outputs = "3:file:{self.paths.logs / "libvirtd.log"}"\n')
+        (etc / "qemu.conf").write_text(
+            'stdio_handler = "file"\n'  # no virtlogd
+            'security_driver = "none"\n'
+            "dynamic_ownership = 0\n"
+            "namespaces = []\n"
+            "cgroup_controllers = []\n"  # lab hosts share one machine's cgroups; no per-VM groups
+            'user = "root"\n'
+            'group = "root"\n')
+
+    def _wait_until_up(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        error = "no socket yet"
+        while time.monotonic() < deadline:
+            if self.paths.libvirt_socket.is_socket():
+                try:
+                    libvirt.open(self.uri).close()
+                    return
+                except libvirt.libvirtError as failure:
+                    error = str(failure)
+            time.sleep(0.05)
+        raise LibvirtdError(f"libvirtd of {self.host} did not answer within {START_TIMEOUT:.0f}s ({error}); "
+                            f"see {self.paths.logs / 'libvirtd.log'}")
+
+
+@cache
+def mount_propagation() -> str:
+    """`private`, so libvirtd's bind mounts never show in the root mount namespace.
+
+    Where / is not a mount point (a chroot) its propagation cannot be changed;
+    keeping it unchanged is safe only when no mount there propagates.
+    """
+    if subprocess.run(["unshare", "--mount", "--propagation=private", "true"], capture_output=True).returncode == 0:
+        return "private"
+    shared = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+              if "shared:" in line.split(" - ")[0] and not line.split()[4].startswith("/run/netns")]
+    if shared:
+        raise LibvirtdError(f"cannot keep libvirtd's mounts private: / is not a mount point and "
+                            f"{', '.join(shared)} propagate mounts")
+    return "unchanged"
+
+
+def stop_domains(libvirtd: HostLibvirtd, timeout: float = 30.0) -> None:
+    """Stop every VM this libvirtd runs: through libvirt, or by the pid files it keeps when it is gone.
+
+    QEMU outlives libvirtd by design, so `lab down` stops VMs first.
+    """
+    try:
+        conn = libvirt.open(libvirtd.uri)
+    except libvirt.libvirtError:
+        conn = None
+    if conn is not None:
+        try:
+            for domain in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                domain.destroy()
+        finally:
+            conn.close()
+    for pidfile in (libvirtd.paths.libvirt / "run" / "qemu").glob("*.pid"):
+        _stop_orphan_qemu(pidfile, timeout)
+
+
+def _stop_orphan_qemu(pidfile: Path, timeout: float) -> None:
+    """A QEMU whose libvirtd died: stopped only if the pid is still that QEMU."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if b"-name" not in cmdline or f"guest={pidfile.stem}".encode() not in b" ".join(cmdline):
+        return
+    began = start_time(pid)
+    if began is not None:
+        stop(ProcessRecord(f"qemu {pidfile.stem}", pid, began, str(pidfile)), timeout)
