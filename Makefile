@@ -25,6 +25,7 @@ test: setup
 
 bench: setup
 	$(VENV)/bin/python bench/converge.py
+	$(VENV)/bin/python bench/boot.py
 
 setup: debian-packages libvirt-qemu-user $(VENV)/.installed
 

@@ -65,7 +65,7 @@ def measure_cold(lab: Lab, host: str) -> float:
     ovs = lab.hosts()[host].openvswitch
     ovs.vsctl("del-controller", INTEGRATION_BRIDGE)
     ovs.ofctl("del-flows", INTEGRATION_BRIDGE)
-    lab.restart_controller()
+    lab.restart_process("controller")
     ovs.vsctl("set-controller", INTEGRATION_BRIDGE, f"unix:{lab.paths.host(host).controller_socket}")
     return lab.wait_converged()["hosts"][host]["converge_ms"]
 

@@ -49,6 +49,9 @@ def domain_xml(topology: Topology, guest: Guest, files: DomainFiles) -> str:
     nics = [(nic.mac, IPNetwork(f"{nic.ip}/{topology.networks[nic.network].subnet.prefixlen}"))
             for nic in guest.nics]
     ET.SubElement(os_, "cmdline").text = kernel_cmdline(nics)
+    features = ET.SubElement(domain, "features")  # ACPI: how a guest powers itself off
+    ET.SubElement(features, "acpi")
+    ET.SubElement(features, "apic")
     cpu = ET.SubElement(domain, "cpu", mode="custom", match="exact")
     ET.SubElement(cpu, "model", fallback="allow").text = CPU_MODEL
     ET.SubElement(domain, "on_poweroff").text = "destroy"

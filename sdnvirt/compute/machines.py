@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import libvirt
@@ -23,8 +24,24 @@ from sdnvirt.model.topology import Guest, GuestKind, Topology
 
 LOG = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT = 30.0
+REBOOT_TIMEOUT = 60.0
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 MEMORY_MARGIN_MIB = 64  # QEMU's own overhead beyond the guest's memory
 POLL = 0.05
+
+
+def _after_reply(command: str) -> list[str]:
+    """A command the guest runs just after its agent has answered (it stops the agent too)."""
+    return ["sh", "-c", f"(sleep 0.2; {command}) </dev/null >/dev/null 2>&1 &"]
+
+
+@contextmanager
+def libvirt_errors(name: str) -> Iterator[None]:
+    """libvirt's refusals as MachineErrors, with libvirt's own words."""
+    try:
+        yield
+    except libvirt.libvirtError as error:
+        raise MachineError(f"vm {name}: {error.get_error_message()}") from None
 
 
 class MachineError(RuntimeError):
@@ -162,50 +179,80 @@ class Machines:
         if self.state(name).state != "running":
             raise MachineError(f"vm {name} is {self.state(name).state}, not running")
         try:
-            self._agent_call(name, ["poweroff", "-f"], timeout=2)
+            self._agent_call(name, _after_reply("poweroff -f"), timeout=5)
         except (AgentError, MachineError):
-            domain.shutdown()  # ACPI, for a guest whose agent does not answer
+            pass  # then ACPI, below
+        if not self._off_within(name, 3.0):
+            with libvirt_errors(name):
+                if domain.isActive():
+                    domain.shutdown()  # ACPI, for a guest whose agent does not answer
         try:
             return self.wait_for(name, {"shut-off"}, timeout)
         except MachineError:
             raise MachineError(f"vm {name} did not power off within {timeout:.0f}s; it is still running "
                                f"(`sdnvirt vm destroy {name}` stops it hard)", 504) from None
 
+    def _off_within(self, name: str, seconds: float) -> bool:
+        try:
+            self.wait_for(name, {"shut-off"}, seconds)
+            return True
+        except MachineError:
+            return False
+
     def destroy(self, name: str) -> MachineState:
         _, domain = self._located(name)
-        if domain.isActive():
-            domain.destroy()
+        with libvirt_errors(name):
+            if domain.isActive():
+                domain.destroy()
         return self.wait_for(name, {"shut-off", "saved"}, timeout=30)
 
-    def reboot(self, name: str) -> MachineState:
+    def reboot(self, name: str, timeout: float = REBOOT_TIMEOUT) -> MachineState:
+        """The guest reboots itself; answered once it runs its agent again (a new boot id).
+
+        A guest whose agent does not answer is reset instead.
+        """
         _, domain = self._located(name)
         try:
-            self._agent_call(name, ["reboot", "-f"], timeout=2)
-        except (AgentError, MachineError):
-            domain.reset()
-        return self.state(name)
+            before = self._agent_call(name, ["cat", BOOT_ID], timeout=5).output
+        except AgentError:
+            with libvirt_errors(name):
+                domain.reset(0)
+            return self.state(name)
+        self._agent_call(name, _after_reply("reboot -f"), timeout=5)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self._agent_call(name, ["cat", BOOT_ID], timeout=2).output != before:
+                    return self.state(name)
+            except AgentError:
+                time.sleep(POLL)
+        raise MachineError(f"vm {name} did not come back from its reboot within {timeout:.0f}s", 504)
 
     def suspend(self, name: str) -> MachineState:
         _, domain = self._located(name)
-        domain.suspend()
+        with libvirt_errors(name):
+            domain.suspend()
         return self.wait_for(name, {"paused"}, timeout=10)
 
     def resume(self, name: str) -> MachineState:
         _, domain = self._located(name)
-        domain.resume()
+        with libvirt_errors(name):
+            domain.resume()
         return self.wait_for(name, {"running"}, timeout=10)
 
     def save(self, name: str) -> MachineState:
         """Suspend to disk (libvirt's managed save): memory goes to a file, QEMU exits."""
         _, domain = self._located(name)
-        domain.managedSave(0)
+        with libvirt_errors(name):
+            domain.managedSave(0)
         return self.wait_for(name, {"saved"}, timeout=120)
 
     def restore(self, name: str) -> MachineState:
         _, domain = self._located(name)
-        if not domain.hasManagedSaveImage():
-            raise MachineError(f"vm {name} has no saved state to restore")
-        domain.create()
+        with libvirt_errors(name):
+            if not domain.hasManagedSaveImage():
+                raise MachineError(f"vm {name} has no saved state to restore")
+            domain.create()
         return self.wait_for(name, {"running"}, timeout=120)
 
     def console(self, name: str, lines: int = 100) -> str:

@@ -71,6 +71,9 @@ class Lab:
     def vms(self) -> list[str]:
         return [name for name, guest in self.topology.guests.items() if guest.kind == GuestKind.QEMU]
 
+    def autostarted_vms(self) -> list[str]:
+        return [name for name in self.vms() if self.topology.guests[name].autostart]
+
     def up(self, source: Path) -> None:
         self._check_free()
         if self.vms():
@@ -92,7 +95,7 @@ class Lab:
                 guest.build(record)
             self._start_vms()
             self.wait_converged()
-            self.wait_for_agents(self.vms())
+            self.wait_for_agents(self.autostarted_vms())
             record.complete = True
             record.save()
         except Exception as error:
@@ -141,14 +144,39 @@ class Lab:
         raise LabError(f"the controller did not answer within {CONTROLLER_START_TIMEOUT:.0f}s; "
                        f"see {self.paths.controller_log}")
 
-    def restart_controller(self) -> None:
-        """Stop the controller process (by its recorded pid) and start a new one."""
+    def stop_process(self, name: str) -> None:
+        """Stop one of the lab's daemons (e.g. `hv1/libvirtd`, `controller`), by its recorded pid."""
         record = LabRecord.load(self.paths.record)
-        for process in record.processes:
-            if process.name == CONTROLLER:
-                stop(process)
-        record.forget_process(CONTROLLER)
-        self._launch_controller(record)
+        found = [p for p in record.processes if p.name == name]
+        if not found:
+            raise LabError(f"lab {self.name} runs no process {name!r} "
+                           f"(it runs: {', '.join(p.name for p in record.processes)})")
+        for process in found:
+            stop(process)
+        record.forget_process(name)
+
+    def start_process(self, name: str) -> None:
+        """Start one of the lab's daemons again, as `lab up` did."""
+        record = LabRecord.load(self.paths.record)
+        if any(p.name == name and is_running(p) for p in record.processes):
+            raise LabError(f"{name} is running already")
+        record.forget_process(name)
+        host_name, _, daemon = name.rpartition("/")
+        host = self.hosts().get(host_name)
+        starters = {"controller": lambda: self._launch_controller(record)}
+        if host is not None:
+            starters.update({
+                f"{host_name}/ovsdb-server": lambda: host.openvswitch.start_ovsdb_server(record),
+                f"{host_name}/ovs-vswitchd": lambda: host.openvswitch.start_vswitchd(record),
+                f"{host_name}/libvirtd": lambda: host.libvirtd.start(record),
+            })
+        if name not in starters:
+            raise LabError(f"lab {self.name} has no process {name!r} to start")
+        starters[name]()
+
+    def restart_process(self, name: str) -> None:
+        self.stop_process(name)
+        self.start_process(name)
 
     def _check_underlay(self, hosts: dict[str, LabHost]) -> None:
         """Every host reaches every other over the underlay."""
@@ -186,7 +214,7 @@ class Lab:
         """Every qemu guest, all at once, through the controller (which asks each host's libvirtd)."""
         api = self.api()
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda name: api.vm_action(name, "start"), self.vms()))
+            list(pool.map(lambda name: api.vm_action(name, "start"), self.autostarted_vms()))
 
     def wait_for_agents(self, vms: list[str], timeout: float = VM_BOOT_TIMEOUT) -> None:
         """Until each VM has booted and its guest agent answers."""
@@ -209,7 +237,8 @@ class Lab:
         """Until every bridge is connected and holds exactly its flows, every guest port bound."""
         expected = {h: 0 for h in self.topology.hosts}
         for guest in self.topology.guests.values():
-            expected[guest.host] += len(guest.nics)
+            if guest.kind == GuestKind.NETNS or guest.autostart:
+                expected[guest.host] += len(guest.nics)
         deadline = time.monotonic() + timeout
         status: dict = {}
         while time.monotonic() < deadline:

@@ -32,13 +32,19 @@ class HostOpenvswitch:
         self.paths.ovs_run.mkdir(parents=True, exist_ok=True)
         self.paths.logs.mkdir(parents=True, exist_ok=True)
         run_in_namespace(None, ["ovsdb-tool", "create", str(self.paths.ovsdb_file), str(SCHEMA)])
+        self.start_ovsdb_server(record)
+        self.vsctl("--no-wait", "init")
+        self.start_vswitchd(record)
+
+    def start_ovsdb_server(self, record: LabRecord) -> None:
         record.add_process(start_detaching(
             f"{self.host}/ovsdb-server", self.namespace,
             ["ovsdb-server", str(self.paths.ovsdb_file), f"--remote=punix:{self.paths.ovsdb_socket}",
              f"--pidfile={self.paths.ovsdb_pidfile}", f"--log-file={self.paths.logs / 'ovsdb-server.log'}",
              "--detach", "--no-chdir"],
             self.paths.ovsdb_pidfile, self.env))
-        self.vsctl("--no-wait", "init")
+
+    def start_vswitchd(self, record: LabRecord) -> None:
         record.add_process(start_detaching(
             f"{self.host}/ovs-vswitchd", self.namespace,
             ["ovs-vswitchd", f"unix:{self.paths.ovsdb_socket}", f"--pidfile={self.paths.vswitchd_pidfile}",

@@ -48,7 +48,8 @@ def endpoints(topology: Topology) -> list[Endpoint]:
     return [Endpoint(g.name, nic) for g in topology.guests.values() if g.kind == GuestKind.NETNS for nic in g.nics]
 
 
-def _probe_from(topology: Topology, source: Endpoint, targets: list[Endpoint]) -> list[Cell]:
+def measure_pairs(topology: Topology, source: Endpoint, targets: list[Endpoint]) -> list[Cell]:
+    """Probe from one netns guest NIC to each target."""
     argv = [sys.executable, "-m", "sdnvirt.lab.probe", "--iface", naming.guest_nic_name(source.nic.index),
             "--src-mac", str(source.nic.mac), "--src-ip", str(source.nic.ip)]
     argv += [f"{t.nic.mac},{t.nic.ip}" for t in targets]
@@ -61,7 +62,7 @@ def measure(topology: Topology) -> list[Cell]:
     """Probe every pair of guest NICs, all sources at once."""
     every = endpoints(topology)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        rows = pool.map(lambda s: _probe_from(topology, s, [t for t in every if t.guest != s.guest]), every)
+        rows = pool.map(lambda s: measure_pairs(topology, s, [t for t in every if t.guest != s.guest]), every)
         return [cell for row in rows for cell in row]
 
 

@@ -14,6 +14,7 @@ from netaddr import IPAddress, IPNetwork
 from sdnvirt.model.problems import Problem
 from sdnvirt.model.schema import Draft
 from sdnvirt.model.source import FieldPath, format_path
+from sdnvirt.model.topology import GuestKind
 
 
 def check(draft: Draft) -> list[Problem]:
@@ -24,6 +25,7 @@ def check(draft: Draft) -> list[Problem]:
         *_host_problems(draft),
         *_network_problems(draft),
         *_nic_problems(draft),
+        *_guest_problems(draft),
     ]
 
 
@@ -143,3 +145,9 @@ def _nic_problems(draft: Draft) -> Iterable[Problem]:
                 ips.append(((*path, "ip"), (nic.network, nic.ip), f"{nic.ip} in {nic.network}"))
     yield from _repeats(draft, ips)
     yield from _repeats(draft, macs)
+
+
+def _guest_problems(draft: Draft) -> Iterable[Problem]:
+    for name, vm in draft.vms.valid.items():
+        if vm.kind == GuestKind.NETNS and not vm.autostart:
+            yield draft.source.problem(("vms", name, "autostart"), "netns guests always start with the lab")

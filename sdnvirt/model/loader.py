@@ -81,7 +81,7 @@ def _guest(topology: str, name: str, vm: VmSpec, allocation: Allocation) -> Gues
         )
         for index, nic in enumerate(vm.nics)
     )
-    return Guest(name, vm.host, vm.kind, vm.memory, vm.vcpus, nics)
+    return Guest(name, vm.host, vm.kind, vm.memory, vm.vcpus, nics, vm.autostart)
 
 
 def _structure_problems(document: Source) -> list[Problem]:

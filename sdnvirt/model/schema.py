@@ -24,14 +24,10 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     WithJsonSchema,
-    field_validator,
 )
 
 from sdnvirt.model.source import Source
 from sdnvirt.model.topology import GuestKind
-
-# Guest kinds the lab can start today; the model accepts every GuestKind.
-SUPPORTED_GUEST_KINDS = (GuestKind.NETNS, GuestKind.QEMU)
 
 _NAME = "[a-z][a-z0-9-]{0,14}"
 NAME_PATTERN = f"^{_NAME}$"
@@ -159,8 +155,7 @@ class NicSpec(_Strict):
     )
 
 
-# Editors offer only the kinds the loader accepts.
-_KIND_SCHEMA = {"enum": [kind.value for kind in SUPPORTED_GUEST_KINDS], "default": GuestKind.NETNS.value}
+_KIND_SCHEMA = {"enum": [kind.value for kind in GuestKind], "default": GuestKind.NETNS.value}
 
 
 class VmSpec(_Strict):
@@ -173,14 +168,9 @@ class VmSpec(_Strict):
     memory: int = Field(128, ge=32, le=65536, description="Memory in MiB.")
     vcpus: int = Field(1, ge=1, le=64, description="Virtual CPUs.")
     nics: list[NicSpec] = Field(min_length=1, description="Interfaces, in the guest's order.")
-
-    @field_validator("kind")
-    @classmethod
-    def _supported(cls, kind: GuestKind) -> GuestKind:
-        if kind not in SUPPORTED_GUEST_KINDS:
-            use = " or ".join(f"'{k.value}'" for k in SUPPORTED_GUEST_KINDS)
-            raise ValueError(f"guest kind '{kind.value}' is not supported yet; use {use}")
-        return kind
+    autostart: bool = Field(
+        True, description="qemu guests: start with the lab; false leaves it for `sdnvirt vm start`."
+    )
 
 
 class TopologyFile(_Strict):

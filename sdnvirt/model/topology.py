@@ -74,6 +74,7 @@ class Guest:
     memory: int  # MiB
     vcpus: int
     nics: tuple[Nic, ...]
+    autostart: bool = True  # qemu guests: started by `lab up`
 
 
 @dataclass(frozen=True)

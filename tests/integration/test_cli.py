@@ -5,8 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import TOPOLOGIES
-
+TOPOLOGIES = Path(__file__).parent / "topologies"
 SDNVIRT = str(Path(sys.executable).parent / "sdnvirt")
 
 

@@ -7,7 +7,7 @@ from sdnvirt.lab import naming
 from sdnvirt.lab.process import entering
 from sdnvirt.vswitch.names import OFCTL_PROTOCOL
 
-from conftest import nic, wait_until
+from guests import nic, wait_until
 
 PINGS = 600
 INTERVAL = 0.01  # seconds: one ping every 10 ms, for 6 s
@@ -38,7 +38,7 @@ def test_restart_loses_nothing_changes_nothing_sends_nothing(fabric_lab):
     restarted = threading.Event()
 
     def restart():
-        fabric_lab.restart_controller()
+        fabric_lab.restart_process("controller")
         restarted.set()
 
     threading.Timer(1.0, restart).start()

@@ -16,8 +16,10 @@ from sdnvirt.lab.process import start_time
 from sdnvirt.lab.record import LabRecord
 from sdnvirt.model.loader import load_topology
 
-from conftest import TOPOLOGIES, build_lab, nic, ping, wait_until
+from guests import nic, ping, wait_until
+from labs import build_lab
 
+TOPOLOGIES = Path(__file__).parent / "topologies"
 SMALL = TOPOLOGIES / "small.yaml"
 SDNVIRT = [str(Path(sys.executable).parent / "sdnvirt")]
 

@@ -132,3 +132,12 @@ def test_item_that_fails_its_model_still_counts_as_declared(old, new, path):
     problems = problems_after(old, new)
 
     assert [p.path for p in problems] == [path]
+
+
+def test_only_qemu_guests_can_wait_for_vm_start():
+    [problem] = problems_after("db1: {host: hv2, nics:", "db1: {host: hv2, autostart: false, nics:")
+    assert (problem.line, problem.path) == (19, "vms.db1.autostart")
+    assert problem.message == "netns guests always start with the lab"
+    qemu = BASE.replace("db1: {host: hv2, nics:", "db1: {host: hv2, kind: qemu, autostart: false, nics:")
+    spare = load_topology_text(qemu, "t.yaml").guests["db1"]
+    assert not spare.autostart

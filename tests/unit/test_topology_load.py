@@ -131,8 +131,6 @@ def test_yaml_errors_are_placed(text, line, column, message):
          3, 28, "vms.web1.vcpus", "expected at most 64"),
         ("name: t\nvms:\n  web1: {host: hv1, kind: lxc, nics: [{network: blue/web}]}\n",
          3, 27, "vms.web1.kind", "expected 'netns' or 'qemu'"),
-        ("name: t\nvms:\n  web1: {host: hv1, kind: qemu, nics: [{network: blue/web}]}\n",
-         3, 27, "vms.web1.kind", "guest kind 'qemu' is not supported yet; use 'netns'"),
         ("name: t\nvms:\n  web1: {host: hv1, nics: 5}\n",
          3, 27, "vms.web1.nics", "expected a list"),
         ("name: t\nvms:\n  web1: {host: hv1, nics: []}\n",
@@ -211,6 +209,6 @@ def test_json_schema_describes_the_file():
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {"name", "segments", "hosts", "tenants", "vms"}
     vm = schema["$defs"]["VmSpec"]["properties"]
-    assert vm["kind"]["enum"] == ["netns"]
+    assert vm["kind"]["enum"] == ["netns", "qemu"]
     assert vm["memory"]["minimum"] == 32
     assert vm["memory"]["description"]

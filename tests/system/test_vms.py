@@ -1,0 +1,164 @@
+"""Real VMs (libvirtd per host, QEMU with TCG) on the controller's fabric, through their whole life."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from sdnvirt.api.client import ApiError
+from sdnvirt.controller.fabric.cookies import Owner, cookie
+from sdnvirt.lab.reachability import Endpoint, measure_pairs
+
+from guests import nic, ping, wait_until
+
+
+def vm_ping(lab, vm: str, address: str, count: int = 3) -> int:
+    """Replies to `count` pings sent from inside a qemu guest (through its agent)."""
+    status, output = lab.api().exec(vm, ["ping", "-c", str(count), "-W", "1", address], timeout=count + 10)
+    summary = next(line for line in output.decode().splitlines() if "packets received" in line)
+    return int(summary.split(",")[1].split()[0])
+
+
+def flows_of(lab, host: str, guest: str) -> list[str]:
+    """The lines of host's br-int that belong to the guest's logical port (its cookie)."""
+    owner = cookie(Owner.PORT, nic(lab, guest).port_id)
+    dump = lab.hosts()[host].openvswitch.ofctl("dump-flows", "br-int", f"cookie={owner:#x}/-1")
+    return [line for line in dump.splitlines() if "actions=" in line]
+
+
+def bridge_ports(lab, host: str) -> str:
+    return lab.hosts()[host].openvswitch.vsctl("--columns=name,external_ids", "list", "Interface")
+
+
+def state(lab, vm: str) -> str:
+    return lab.api().vm(vm)["state"]
+
+
+def test_a_vm_and_a_namespace_guest_of_one_tenant_reach_each_other_across_segments(vm_lab):
+    assert vm_ping(vm_lab, "vm1", str(nic(vm_lab, "ns2").ip)) == 3
+    assert ping(vm_lab, "ns2", str(nic(vm_lab, "vm1").ip)) == 3
+    neighbour = vm_lab.api().exec("vm1", ["ip", "neigh", "show", str(nic(vm_lab, "ns2").ip)])[1].decode()
+    assert str(nic(vm_lab, "ns2").mac) in neighbour  # blue's 10.0.0.12, not red's
+
+
+def test_a_vm_of_another_tenant_with_the_same_address_is_not_reached(vm_lab):
+    """vm3 (red) has vm1's address; ns2 (blue) reaches vm1 and never vm3, even aimed at its MAC."""
+    source = Endpoint("ns2", nic(vm_lab, "ns2"))
+    cells = measure_pairs(vm_lab.topology, source, [Endpoint("vm1", nic(vm_lab, "vm1")),
+                                                    Endpoint("vm3", nic(vm_lab, "vm3"))])
+    assert {c.target.guest: c.reached for c in cells} == {"vm1": True, "vm3": False}
+    assert ping(vm_lab, "ns4", str(nic(vm_lab, "vm3").ip)) == 3  # red reaches red's
+
+
+def test_libvirt_plugged_the_vm_with_the_ids_the_controller_goes_by(vm_lab):
+    ports = bridge_ports(vm_lab, "hv1")
+    vm1 = nic(vm_lab, "vm1")
+    assert f'iface-id="{vm1.port_id}"' in ports or f"iface-id={vm1.port_id}" in ports
+    assert str(vm1.mac) in ports
+    assert flows_of(vm_lab, "hv1", "vm1")
+
+
+def test_vm_list_shows_host_state_and_since_when(vm_lab):
+    vms = {vm["name"]: vm for vm in vm_lab.api().vms()}
+    assert (vms["vm1"]["kind"], vms["vm1"]["host"], vms["vm1"]["state"]) == ("qemu", "hv1", "running")
+    assert (vms["vm3"]["host"], vms["vm3"]["state"]) == ("hv2", "running")
+    assert vms["spare"]["state"] == "absent" and vms["ns2"]["state"] == "bound"
+    assert vms["vm1"]["since_s"] > 0 and vms["vm1"]["nics"][0]["ip"] == "10.0.0.11"
+
+
+def test_exec_works_with_the_guest_network_down(vm_lab):
+    api = vm_lab.api()
+    try:
+        assert api.exec("vm1", ["ip", "link", "set", "eth0", "down"])[0] == 0
+        assert ping(vm_lab, "ns2", str(nic(vm_lab, "vm1").ip), count=2) == 0
+        status, output = api.exec("vm1", ["sh", "-c", "cat /sys/class/net/eth0/operstate; exit 4"])
+        assert (status, output.strip()) == (4, b"down")
+    finally:
+        api.exec("vm1", ["ip", "link", "set", "eth0", "up"])
+    assert wait_until(lambda: ping(vm_lab, "ns2", str(nic(vm_lab, "vm1").ip), count=1) == 1, timeout=20)
+
+
+def test_suspend_stops_traffic_and_resume_brings_it_back(vm_lab):
+    address = str(nic(vm_lab, "vm1").ip)
+    assert vm_lab.api().vm_action("vm1", "suspend")["state"] == "paused"
+    try:
+        assert ping(vm_lab, "ns2", address, count=3) == 0
+    finally:
+        assert vm_lab.api().vm_action("vm1", "resume")["state"] == "running"
+    assert ping(vm_lab, "ns2", address, count=3) == 3
+
+
+def test_save_then_restore_keeps_the_vm_reachable_at_its_addresses(vm_lab):
+    api = vm_lab.api()
+    assert api.exec("vm3", ["sh", "-c", "echo before-save > /tmp/mark"])[0] == 0
+    assert api.vm_action("vm3", "save")["state"] == "saved"
+    assert ping(vm_lab, "ns4", str(nic(vm_lab, "vm3").ip), count=2) == 0
+    assert not flows_of(vm_lab, "hv2", "vm3")  # its port left the bridge with QEMU
+    assert api.vm_action("vm3", "restore")["state"] == "running"
+    assert wait_until(lambda: ping(vm_lab, "ns4", str(nic(vm_lab, "vm3").ip), count=1) == 1, timeout=30)
+    assert api.exec("vm3", ["cat", "/tmp/mark"])[1] == b"before-save\n"  # the same guest, memory and all
+
+
+@pytest.mark.parametrize("stop", ["shutdown", "destroy"])
+def test_stop_start_cycle_leaves_no_stale_flows_and_brings_the_port_back(vm_lab, stop):
+    api = vm_lab.api()
+    before = sorted(flows_of(vm_lab, "hv1", "vm1"))
+    assert api.vm_action("vm1", stop)["state"] == "shut-off"
+    wait_until(lambda: not flows_of(vm_lab, "hv1", "vm1"), timeout=10)
+    assert nic(vm_lab, "vm1").port_id not in bridge_ports(vm_lab, "hv1")
+    # no host keeps a flow for its MAC either
+    assert not flows_of(vm_lab, "hv2", "vm1")
+    assert api.vm_action("vm1", "start")["state"] == "running"
+    vm_lab.wait_for_agents(["vm1"])
+    vm_lab.wait_converged()
+    after = flows_of(vm_lab, "hv1", "vm1")
+    assert len(after) == len(before)  # the same flows (the new tap may have a new ofport)
+    assert vm_ping(vm_lab, "vm1", str(nic(vm_lab, "ns2").ip)) == 3
+
+
+def test_reboot_comes_back_on_the_same_port(vm_lab):
+    api = vm_lab.api()
+    assert api.exec("vm1", ["sh", "-c", "echo up > /tmp/booted"])[0] == 0
+    api.vm_action("vm1", "reboot")
+    vm_lab.wait_for_agents(["vm1"])
+    assert api.exec("vm1", ["cat", "/tmp/booted"])[0] != 0  # a fresh boot: the initramfs is new
+    assert wait_until(lambda: ping(vm_lab, "ns2", str(nic(vm_lab, "vm1").ip), count=1) == 1, timeout=30)
+
+
+def test_a_vm_the_host_cannot_hold_is_refused_and_nothing_is_left(vm_lab):
+    with pytest.raises(ApiError) as refused:
+        vm_lab.api().vm_action("huge", "start")
+    assert refused.value.status == 507 and "cannot give vm huge 65536 MiB" in str(refused.value)
+    conn = libvirt.open(vm_lab.hosts()["hv1"].libvirtd.uri)
+    try:
+        assert "huge" not in [d.name() for d in conn.listAllDomains()]
+    finally:
+        conn.close()
+    assert state(vm_lab, "huge") == "absent"
+
+
+def test_a_host_whose_libvirtd_is_down_gives_a_clear_error(vm_lab):
+    vm_lab.stop_process("hv2/libvirtd")
+    try:
+        wait_until(lambda: vm_lab.api().status()["hosts"]["hv2"]["libvirt_connected"] is False, timeout=20)
+        with pytest.raises(ApiError) as refused:
+            vm_lab.api().vm_action("spare", "start")
+        assert refused.value.status == 503 and "hv2's libvirtd" in str(refused.value)
+        assert ping(vm_lab, "ns4", str(nic(vm_lab, "vm3").ip)) == 3  # its VM runs on without libvirtd
+    finally:
+        vm_lab.start_process("hv2/libvirtd")
+    wait_until(lambda: vm_lab.api().status()["hosts"]["hv2"]["libvirt_connected"], timeout=20)
+    assert state(vm_lab, "vm3") == "running"
+    assert vm_lab.api().vm_action("spare", "start")["state"] == "running"
+    vm_lab.api().vm_action("spare", "destroy")
+
+
+def test_sdnvirt_exec_is_the_same_command_for_netns_and_qemu_guests(vm_lab):
+    sdnvirt = str(Path(sys.executable).parent / "sdnvirt")
+    results = [subprocess.run([sdnvirt, "exec", "--lab", vm_lab.name, guest, "--", "sh", "-c", "echo hello; exit 3"],
+                              capture_output=True, text=True, timeout=60) for guest in ("ns2", "vm1")]
+    assert [(r.returncode, r.stdout) for r in results] == [(3, "hello\n"), (3, "hello\n")]
