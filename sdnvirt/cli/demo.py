@@ -39,9 +39,9 @@ def _demo(args) -> int:
     lab.up(args.file)
     print(f"    up in {time.monotonic() - t:.1f}s")
     try:
-        t = _step("connectivity matrix (an ICMP echo to each guest's own MAC and IP)")
-        cells = measure(topology)
-        print(format_matrix(topology, cells))
+        t = _step("connectivity matrix: does each guest reach each other one itself (its own MAC and IP)?")
+        cells = measure(lab)
+        print(format_matrix(cells))
         print(f"    measured in {time.monotonic() - t:.1f}s")
     finally:
         t = _step("lab down")

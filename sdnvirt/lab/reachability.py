@@ -1,8 +1,11 @@
 """Who reaches whom: the connectivity matrix of a lab, measured with real packets.
 
-Every guest NIC probes every other guest NIC (see sdnvirt.lab.probe). A
-guest should reach exactly the guests on its own tenant networks; anything
-else is a failure, printed as such.
+Every running guest NIC probes every other one. A guest should reach exactly
+the guests on its own tenant networks; anything else is a failure, printed
+as such. "Reached" names one guest even where tenants reuse addresses: a
+netns guest sends to the target's own MAC and IP (sdnvirt.lab.probe); a qemu
+guest pings the address through its agent and must have resolved it to the
+target's MAC.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sdnvirt.lab import naming
+from sdnvirt.lab.lab import Lab
 from sdnvirt.lab.process import run_in_namespace
-from sdnvirt.model.topology import GuestKind, Nic, Topology
+from sdnvirt.model.topology import GuestKind, Nic
 
 PROBE_TIMEOUT = 60.0
 
@@ -44,31 +48,48 @@ class Cell:
         return self.reached == self.expected
 
 
-def endpoints(topology: Topology) -> list[Endpoint]:
-    return [Endpoint(g.name, nic) for g in topology.guests.values() if g.kind == GuestKind.NETNS for nic in g.nics]
+def endpoints(lab: Lab) -> list[Endpoint]:
+    """Every NIC of every guest that runs now."""
+    running = {vm["name"] for vm in lab.api().vms() if vm["state"] in ("running", "bound")}
+    return [Endpoint(g.name, nic) for g in lab.topology.guests.values() if g.name in running for nic in g.nics]
 
 
-def measure_pairs(topology: Topology, source: Endpoint, targets: list[Endpoint]) -> list[Cell]:
-    """Probe from one netns guest NIC to each target."""
-    argv = [sys.executable, "-m", "sdnvirt.lab.probe", "--iface", naming.guest_nic_name(source.nic.index),
-            "--src-mac", str(source.nic.mac), "--src-ip", str(source.nic.ip)]
-    argv += [f"{t.nic.mac},{t.nic.ip}" for t in targets]
-    result = json.loads(run_in_namespace(naming.guest_namespace(topology.name, source.guest), argv,
-                                         timeout=PROBE_TIMEOUT).stdout)
-    return [Cell(source, t, result[f"{str(t.nic.mac).lower()},{t.nic.ip}"]) for t in targets]
+def measure_pairs(lab: Lab, source: Endpoint, targets: list[Endpoint]) -> list[Cell]:
+    """Probe from one guest NIC to each target."""
+    if lab.topology.guests[source.guest].kind == GuestKind.QEMU:
+        reached = _ping_from_vm(lab, source, targets)
+    else:
+        argv = [sys.executable, "-m", "sdnvirt.lab.probe", "--iface", naming.guest_nic_name(source.nic.index),
+                "--src-mac", str(source.nic.mac), "--src-ip", str(source.nic.ip)]
+        argv += [f"{t.nic.mac},{t.nic.ip}" for t in targets]
+        result = json.loads(run_in_namespace(naming.guest_namespace(lab.name, source.guest), argv,
+                                             timeout=PROBE_TIMEOUT).stdout)
+        reached = [result[f"{t.nic.mac},{t.nic.ip}"] for t in targets]
+    return [Cell(source, t, r) for t, r in zip(targets, reached, strict=True)]
 
 
-def measure(topology: Topology) -> list[Cell]:
-    """Probe every pair of guest NICs, all sources at once."""
-    every = endpoints(topology)
+def _ping_from_vm(lab: Lab, source: Endpoint, targets: list[Endpoint]) -> list[bool]:
+    """Ping each address once from inside the VM; which MAC answered for it."""
+    addresses = sorted({str(t.nic.ip) for t in targets})
+    script = "".join(f"ip neigh flush all >/dev/null 2>&1; if ping -c 1 -W 1 {a} >/dev/null 2>&1; "
+                     f"then echo {a} $(ip neigh show {a} | cut -d' ' -f5); else echo {a} -; fi; "
+                     for a in addresses)
+    status, output = lab.api().exec(source.guest, ["sh", "-c", script], timeout=len(addresses) * 3 + 10)
+    answered = dict(line.split()[:2] for line in output.decode().splitlines() if len(line.split()) >= 2)
+    return [answered.get(str(t.nic.ip)) == str(t.nic.mac) for t in targets]
+
+
+def measure(lab: Lab) -> list[Cell]:
+    """Probe every pair of running guest NICs, all sources at once."""
+    every = endpoints(lab)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        rows = pool.map(lambda s: measure_pairs(topology, s, [t for t in every if t.guest != s.guest]), every)
+        rows = pool.map(lambda s: measure_pairs(lab, s, [t for t in every if t.guest != s.guest]), every)
         return [cell for row in rows for cell in row]
 
 
-def format_matrix(topology: Topology, cells: list[Cell]) -> str:
+def format_matrix(cells: list[Cell]) -> str:
     """Rows probe columns: '+' reached, '.' not reached; 'X' where that is wrong."""
-    every = endpoints(topology)
+    every = list(dict.fromkeys([c.source for c in cells] + [c.target for c in cells]))
     by_pair = {(c.source.label, c.target.label): c for c in cells}
     width = max(len(e.label) for e in every)
     networks = {e.label: e.nic.network for e in every}

@@ -11,7 +11,7 @@ import pytest
 
 from sdnvirt.api.client import ApiError
 from sdnvirt.controller.fabric.cookies import Owner, cookie
-from sdnvirt.lab.reachability import Endpoint, measure_pairs
+from sdnvirt.lab.reachability import Endpoint, format_matrix, measure, measure_pairs
 
 from guests import nic, ping, wait_until
 
@@ -48,7 +48,7 @@ def test_a_vm_and_a_namespace_guest_of_one_tenant_reach_each_other_across_segmen
 def test_a_vm_of_another_tenant_with_the_same_address_is_not_reached(vm_lab):
     """vm3 (red) has vm1's address; ns2 (blue) reaches vm1 and never vm3, even aimed at its MAC."""
     source = Endpoint("ns2", nic(vm_lab, "ns2"))
-    cells = measure_pairs(vm_lab.topology, source, [Endpoint("vm1", nic(vm_lab, "vm1")),
+    cells = measure_pairs(vm_lab, source, [Endpoint("vm1", nic(vm_lab, "vm1")),
                                                     Endpoint("vm3", nic(vm_lab, "vm3"))])
     assert {c.target.guest: c.reached for c in cells} == {"vm1": True, "vm3": False}
     assert ping(vm_lab, "ns4", str(nic(vm_lab, "vm3").ip)) == 3  # red reaches red's
@@ -155,6 +155,13 @@ def test_a_host_whose_libvirtd_is_down_gives_a_clear_error(vm_lab):
     assert state(vm_lab, "vm3") == "running"
     assert vm_lab.api().vm_action("spare", "start")["state"] == "running"
     vm_lab.api().vm_action("spare", "destroy")
+
+
+def test_the_connectivity_matrix_includes_the_vms(vm_lab):
+    cells = measure(vm_lab)
+    assert not [c for c in cells if not c.ok], format_matrix(cells)
+    assert {c.source.guest for c in cells} == {"vm1", "ns2", "vm3", "ns4"}  # not the stopped ones
+    assert ("vm1", "ns2") in {(c.source.guest, c.target.guest) for c in cells if c.reached}
 
 
 def test_sdnvirt_exec_is_the_same_command_for_netns_and_qemu_guests(vm_lab):
