@@ -43,7 +43,8 @@ class Controller:
         self.endpoints = endpoints
         self.pipeline = pipeline
         self.store = MemoryStore(topology)
-        self.fabric = Fabric(self.store, pipeline)
+        self.fabric = Fabric(self.store, pipeline, self._mark_ready)
+        self._marked: dict[str, set[tuple[str, int]]] = {h: set() for h in topology.hosts}
         self.listener = UnixOpenFlowListener(openflow_socket)
         self.ovsdbs: dict[str, HostOvsdb] = {}
         self._heard_from: set[str] = set()
@@ -92,13 +93,26 @@ class Controller:
                 time.sleep(RECONNECT_DELAY)
 
     def _ports_seen(self, ports: HostPorts) -> None:
-        self.store.set_host_ports(ports)
+        self.fabric.apply(self.store.set_host_ports(ports))
         with self._lock:
             self._heard_from.add(ports.host)
             everyone = self._heard_from >= set(self.topology.hosts)
         if everyone and not self.fabric.ready.is_set():
             LOG.info("every host's ports are known: programming bridges")
             self.fabric.ready.set()
+
+    def _mark_ready(self, host: str, programmed: frozenset) -> None:
+        """Tell the host (its OVSDB) which VM interfaces its bridge now holds the flows of;
+        libvirt's hook on that host waits for this before a VM may run there."""
+        ovsdb = self.ovsdbs.get(host)
+        ports = self.store.view().ports.get(host)
+        if ovsdb is None or ports is None:
+            return
+        fresh = [b for b in ports.bindings if b.ready_at is None and ("port", b.port_id) in programmed
+                 and (b.interface, b.ofport) not in self._marked[host]]
+        if fresh:
+            ovsdb.mark_ready([b.interface for b in fresh])
+            self._marked[host].update((b.interface, b.ofport) for b in fresh)
 
     def _ready_anyway(self) -> None:
         if not self.fabric.ready.is_set():

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from ovsdbapp.backend.ovs_idl import connection
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
-from sdnvirt.vswitch.ports import HostPorts, host_ports
+from sdnvirt.vswitch.ports import READY, READY_AT, HostPorts, host_ports
 
 LOG = logging.getLogger(__name__)
 WATCHED_TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface", "Controller")
@@ -81,6 +82,14 @@ class HostOvsdb:
             interfaces = [(i.name, (i.ofport or [-1])[0], dict(i.external_ids))
                           for b in bridges for p in b.ports for i in p.interfaces]
         return host_ports(self.host, interfaces)
+
+    def mark_ready(self, interfaces: list[str]) -> None:
+        """Say on these interfaces that the bridge holds their flows (and since when)."""
+        now = f"{time.time():.6f}"
+        with self.api.transaction(check_error=True) as txn:
+            for name in interfaces:
+                txn.add(self.api.db_set("Interface", name, ("external_ids", {READY: "true", READY_AT: now}),
+                                        if_exists=True))
 
     def _publish_loop(self) -> None:
         last = None

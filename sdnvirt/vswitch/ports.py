@@ -13,8 +13,11 @@ IFACE_ID = "iface-id"
 ATTACHED_MAC = "attached-mac"
 VM_ID = "vm-id"
 IFACE_STATUS = "iface-status"
-# external_ids key sdnvirt puts on the tunnel ports it makes
+# external_ids keys sdnvirt writes: on the tunnel ports it makes, and on a VM
+# interface once the host's bridge holds its flows (what libvirt's hook waits for)
 REMOTE_HOST = "sdnvirt-remote-host"
+READY = "sdnvirt-ready"
+READY_AT = "sdnvirt-ready-at"
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class Binding:
     ofport: int
     mac: str
     vm_id: str
+    ready_at: float | None = None  # when the controller had programmed it (epoch seconds)
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,15 @@ def host_ports(host: str, interfaces: list[tuple[str, int, dict[str, str]]]) -> 
             continue
         if IFACE_ID in ids and ids.get(IFACE_STATUS, "active") == "active":
             bindings.append(Binding(ids[IFACE_ID], host, name, ofport, ids.get(ATTACHED_MAC, "").lower(),
-                                    ids.get(VM_ID, "")))
+                                    ids.get(VM_ID, ""), _seconds(ids.get(READY_AT))))
         elif REMOTE_HOST in ids:
             tunnels.append(TunnelPort(host, ids[REMOTE_HOST], name, ofport))
     return HostPorts(host, tuple(sorted(bindings, key=lambda b: b.port_id)),
                      tuple(sorted(tunnels, key=lambda t: t.remote)))
+
+
+def _seconds(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None

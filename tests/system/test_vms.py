@@ -10,7 +10,7 @@ import libvirt
 import pytest
 
 from sdnvirt.api.client import ApiError
-from sdnvirt.controller.fabric.cookies import Owner, cookie
+from sdnvirt.controller.fabric.cookies import owner_cookie
 from sdnvirt.lab.reachability import Endpoint, format_matrix, measure, measure_pairs
 
 from guests import nic, ping, wait_until
@@ -25,7 +25,7 @@ def vm_ping(lab, vm: str, address: str, count: int = 3) -> int:
 
 def flows_of(lab, host: str, guest: str) -> list[str]:
     """The lines of host's br-int that belong to the guest's logical port (its cookie)."""
-    owner = cookie(Owner.PORT, nic(lab, guest).port_id)
+    owner = owner_cookie(("port", nic(lab, guest).port_id))
     dump = lab.hosts()[host].openvswitch.ofctl("dump-flows", "br-int", f"cookie={owner:#x}/-1")
     return [line for line in dump.splitlines() if "actions=" in line]
 

@@ -26,7 +26,8 @@ def round_trip(message):
     return ofproto_parser.msg(Datapath(), ofp.OFP_VERSION, message.msg_type, len(message.buf), 7, message.buf)
 
 
-ALL_FLOWS = sorted({f for host in TOPOLOGY.hosts for f in compile_host(view(), host, PIPELINE)}, key=str)
+ALL_FLOWS = sorted({f for host in TOPOLOGY.hosts for flows in compile_host(view(), host, PIPELINE).values()
+                    for f in flows}, key=str)
 
 
 @pytest.mark.parametrize("rule", ALL_FLOWS, ids=lambda f: f"t{f.table}p{f.priority}")

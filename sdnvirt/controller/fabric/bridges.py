@@ -1,29 +1,42 @@
 """Every host's integration bridge: which one is connected, and keeping each in sync.
 
 A bridge is known by the datapath id the controller gave it, so a connection
-is matched to its host before anything is sent to it. Any change of desired
-state asks every bridge's reconciler for a round; rounds that find nothing to
-change send nothing.
+is matched to its host before anything is sent to it. A change of desired
+state is applied to every bridge, recompiling only the owners it touched;
+where ports became active on a host (a switch-over, a rollback), that host is
+programmed first, so no bridge ever points a port at a host not ready for it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from sdnvirt.controller.fabric.channel import SwitchChannel
-from sdnvirt.controller.fabric.compiler import compile_host
-from sdnvirt.controller.fabric.flow import Flow
+from sdnvirt.controller.fabric.compiler import compile_host, compile_owner
 from sdnvirt.controller.fabric.pipeline import Pipeline
-from sdnvirt.controller.fabric.sync import SwitchSync
-from sdnvirt.controller.state import StateStore
+from sdnvirt.controller.fabric.sync import Compiler, SwitchSync
+from sdnvirt.controller.state import OwnerKey, StateStore, ViewChange
 from sdnvirt.vswitch.names import datapath_id
 
 LOG = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What applying a change took: flow-mods sent per host, and how long (milliseconds)."""
+
+    flow_mods: dict[str, int]
+    elapsed_ms: float
+
+
 class Fabric:
-    def __init__(self, store: StateStore, pipeline: Pipeline):
+    def __init__(self, store: StateStore, pipeline: Pipeline,
+                 on_synced: Callable[[str, frozenset[OwnerKey]], None]):
         self.store = store
         self.pipeline = pipeline
         # Set once every host's OVSDB has been read: before that, a reconciler
@@ -31,14 +44,17 @@ class Fabric:
         self.ready = threading.Event()
         topology = store.view().topology
         self._hosts_by_dpid = {datapath_id(topology.name, h): h for h in topology.hosts}
-        self.syncs = {h: SwitchSync(h, self._compiler(h), self.ready) for h in sorted(topology.hosts)}
+        self.syncs = {h: SwitchSync(h, self._compiler(h), self.ready, on_synced) for h in sorted(topology.hosts)}
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="apply")
         self.unknown_switches = 0
-        store.subscribe(self._desired_state_changed)
 
-    def _compiler(self, host: str):
-        def compile_flows() -> frozenset[Flow]:
-            return compile_host(self.store.view(), host, self.pipeline)
-        return compile_flows
+    def _compiler(self, host: str) -> Compiler:
+        def compile_owners(owners: frozenset[OwnerKey] | None):
+            view = self.store.view()
+            if owners is None:
+                return compile_host(view, host, self.pipeline)
+            return {owner: compile_owner(view, host, self.pipeline, owner) for owner in owners}
+        return compile_owners
 
     def host_of(self, dpid: int) -> str | None:
         return self._hosts_by_dpid.get(dpid)
@@ -59,10 +75,25 @@ class Fabric:
             LOG.info("host %s: bridge disconnected", host)
             self.syncs[host].detach(channel)
 
-    def _desired_state_changed(self) -> None:
-        for sync in self.syncs.values():
-            sync.request()
+    def apply(self, change: ViewChange, wait: bool = False) -> Applied:
+        """Bring every bridge to the changed desired state: hosts where ports became
+        active first (and always waited for), then the others (waited for if asked)."""
+        began = time.monotonic()
+        sent: dict[str, int] = {}
+        if change:
+            for host in sorted(change.activated):
+                sent[host] = self.syncs[host].sync_now(change.owners)
+            others = [s for h, s in self.syncs.items() if h not in change.activated]
+            if wait:
+                for sync, mods in zip(others, self._pool.map(lambda s: s.sync_now(change.owners), others),
+                                      strict=True):
+                    sent[sync.host] = mods
+            else:
+                for sync in others:
+                    sync.request(change.owners)
+        return Applied(sent, (time.monotonic() - began) * 1000)
 
     def stop(self) -> None:
         for sync in self.syncs.values():
             sync.stop()
+        self._pool.shutdown(wait=False)

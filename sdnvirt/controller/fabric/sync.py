@@ -1,10 +1,11 @@
 """Keeping one bridge's flow table equal to its compiled flows.
 
 On (re)connect the reconciler reads the switch's flows; after that it keeps
-its own copy of what the switch holds. Each round compiles the desired flows,
-compares by flow key, and sends only the difference, deletes before adds, in
-one atomic bundle. When nothing differs nothing is sent, which is what makes
-a controller restart invisible to traffic.
+its own copy of what the switch holds and of the desired flows, owner by
+owner. A round recompiles the owners a change touched (or everything, after a
+connect), compares by flow key, and sends only the difference, deletes before
+adds, in one atomic bundle. When nothing differs nothing is sent, which is
+what makes a controller restart invisible to traffic.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from dataclasses import dataclass
 
 from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
 from sdnvirt.controller.fabric.flow import Flow
+from sdnvirt.controller.state import OwnerKey
 
 LOG = logging.getLogger(__name__)
 RETRY_DELAY = 0.5
+ROUND_TIMEOUT = 10.0
+
+# (owners to compile, or None for all) -> those owners' flows
+Compiler = Callable[[frozenset[OwnerKey] | None], dict[OwnerKey, frozenset[Flow]]]
 
 
 @dataclass(frozen=True)
@@ -31,10 +37,10 @@ class FlowDiff:
         return len(self.deletes) + len(self.adds)
 
 
-def diff_flows(installed: dict[tuple, Flow], desired: frozenset[Flow]) -> FlowDiff:
-    """What to delete and what to add (or replace) to turn `installed` into `desired`."""
-    wanted = {f.key: f for f in desired}
-    deletes = tuple(f for key, f in installed.items() if key not in wanted)
+def diff_flows(installed: dict[tuple, Flow], old: list[Flow], new: list[Flow]) -> FlowDiff:
+    """What to delete and add (or replace) so the switch holds `new` where it held `old`."""
+    wanted = {f.key: f for f in new}
+    deletes = tuple(f for f in old if f.key not in wanted and f.key in installed)
     adds = tuple(f for key, f in wanted.items() if installed.get(key) != f)
     return FlowDiff(deletes, adds)
 
@@ -54,19 +60,22 @@ class SyncStats:
 class SwitchSync:
     """The reconciler of one host's integration bridge, on its own thread."""
 
-    def __init__(self, host: str, compile_flows: Callable[[], frozenset[Flow]], ready: threading.Event):
+    def __init__(self, host: str, compile_owners: Compiler, ready: threading.Event,
+                 on_synced: Callable[[str, frozenset[OwnerKey]], None]):
         self.host = host
-        self._compile = compile_flows
+        self._compile = compile_owners
         self._ready = ready
+        self._on_synced = on_synced
         self._cond = threading.Condition()
+        self._round = threading.Lock()  # one round at a time, from the thread or sync_now()
         self._channel: SwitchChannel | None = None
         self._installed: dict[tuple, Flow] | None = None  # None: unknown, read the switch first
-        self._dirty = False
+        self._desired: dict[OwnerKey, frozenset[Flow]] | None = None  # None: compile everything
+        self._pending: set[OwnerKey] | None = set()  # None: everything
         self._stopped = False
         self.stats = SyncStats()
         self.in_sync = False
-        self._thread = threading.Thread(target=self._run, name=f"sync-{host}", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._run, name=f"sync-{host}", daemon=True).start()
 
     @property
     def channel(self) -> SwitchChannel | None:
@@ -76,7 +85,7 @@ class SwitchSync:
         with self._cond:
             self._channel = channel
             self._installed = None
-            self._dirty = True
+            self._pending = None
             self.in_sync = False
             self.stats.connected_at = time.monotonic()
             self.stats.converge_ms = None
@@ -90,60 +99,91 @@ class SwitchSync:
                 self.in_sync = False
         channel.close()
 
-    def request(self) -> None:
-        """Desired state changed: reconcile soon (requests coalesce)."""
+    def request(self, owners: frozenset[OwnerKey] | None = None) -> None:
+        """Desired state changed for these owners (None: all): reconcile soon; requests coalesce."""
         with self._cond:
-            self._dirty = True
+            self._merge(owners)
             self.in_sync = False
             self._cond.notify()
+
+    def sync_now(self, owners: frozenset[OwnerKey] | None) -> int:
+        """Reconcile these owners in the caller's thread and return the flow-mods sent
+        (0 when the bridge is not connected yet; its connect will program it)."""
+        self.request(owners)
+        with self._round:
+            return self._round_if_pending()
 
     def stop(self) -> None:
         with self._cond:
             self._stopped = True
             self._cond.notify()
 
+    def _merge(self, owners: frozenset[OwnerKey] | None) -> None:
+        if owners is None or self._pending is None:
+            self._pending = None
+        else:
+            self._pending |= owners
+
     def _run(self) -> None:
         self._ready.wait()
         while True:
             with self._cond:
-                while not self._stopped and not (self._dirty and self._channel):
+                while not self._stopped and not (self._work_pending() and self._channel):
                     self._cond.wait()
                 if self._stopped:
                     return
-                self._dirty = False
-                channel = self._channel
-            try:
-                self._sync(channel)
-            except SwitchError as error:
-                LOG.warning("host %s: %s; will read the switch again", self.host, error)
-                self.stats.failures += 1
-                with self._cond:
-                    self._installed = None
-                    self._dirty = True
-                time.sleep(RETRY_DELAY)
+            with self._round:
+                try:
+                    self._round_if_pending()
+                except SwitchError as error:
+                    LOG.warning("host %s: %s; will read the switch again", self.host, error)
+                    self.stats.failures += 1
+                    with self._cond:
+                        self._installed = None
+                        self._pending = None
+                    time.sleep(RETRY_DELAY)
 
-    def _sync(self, channel: SwitchChannel) -> None:
-        began = time.monotonic()
+    def _work_pending(self) -> bool:
+        return self._pending is None or bool(self._pending)
+
+    def _round_if_pending(self) -> int:
         with self._cond:
-            installed = self._installed
+            channel = self._channel
+            if channel is None or not self._work_pending() or not self._ready.is_set():
+                return 0
+            owners, self._pending = self._pending, set()
+            installed, desired = self._installed, self._desired
+        began = time.monotonic()
         if installed is None:
             installed = {f.key: f for f in channel.dump_flows()}
-        desired = self._compile()
-        diff = diff_flows(installed, desired)
+        if owners is None or desired is None:
+            desired = self._compile(None)
+            # Everything the switch holds that nobody wants goes, foreign flows too.
+            diff = diff_flows(installed, list(installed.values()), [f for flows in desired.values() for f in flows])
+        else:
+            changed = self._compile(frozenset(owners))
+            old = [f for owner in changed for f in desired.get(owner, frozenset())]
+            diff = diff_flows(installed, old, [f for flows in changed.values() for f in flows])
+            desired = {**desired, **changed}
         if diff:
             channel.commit_flows(list(diff.deletes), list(diff.adds))
-            self.stats.flow_mods += len(diff)
+        for rule in diff.deletes:
+            installed.pop(rule.key, None)
+        installed = {**installed, **{rule.key: rule for rule in diff.adds}}
         elapsed = (time.monotonic() - began) * 1000
         with self._cond:
             if self._channel is not channel:
-                return  # reconnected meanwhile: the next round reads the switch again
-            self._installed = {f.key: f for f in desired}
+                return len(diff)  # reconnected meanwhile: the next round reads the switch again
+            self._installed, self._desired = installed, {o: f for o, f in desired.items() if f}
             self.stats.syncs += 1
+            self.stats.flow_mods += len(diff)
             self.stats.last_flow_mods = len(diff)
             self.stats.last_duration_ms = elapsed
             if self.stats.converge_ms is None and self.stats.connected_at is not None:
                 self.stats.converge_ms = (time.monotonic() - self.stats.connected_at) * 1000
-            self.in_sync = not self._dirty
+            self.in_sync = not self._work_pending()
         if diff:
             LOG.info("host %s: sent %d flow-mods (%d deletes, %d adds) in %.1f ms",
                      self.host, len(diff), len(diff.deletes), len(diff.adds), elapsed)
+        self._on_synced(self.host, frozenset(self._desired))
+        return len(diff)
