@@ -55,6 +55,24 @@ class ApiClient:
     def console(self, name: str, lines: int = 100) -> str:
         return self._request("GET", f"/vms/{name}/console?lines={lines}")["console"]
 
+    def migrations(self) -> list[dict]:
+        return self._request("GET", "/migrations")
+
+    def migrate(self, vm: str, to: str, offline: bool = False) -> dict:
+        return self._request("POST", "/migrations", {"vm": vm, "to": to, "offline": offline})
+
+    def migration(self, migration_id: int, wait: float = 0.0) -> dict:
+        return self._request("GET", f"/migrations/{migration_id}?wait={wait}", timeout=wait + TIMEOUT)
+
+    def cancel_migration(self, migration_id: int) -> dict:
+        return self._request("POST", f"/migrations/{migration_id}/cancel")
+
+    def attach_probe(self, migration_id: int, figures: dict) -> dict:
+        return self._request("POST", f"/migrations/{migration_id}/probe", figures)
+
+    def guest_moved(self, migration_id: int, outcome: dict) -> dict:
+        return self._request("POST", f"/migrations/{migration_id}/moved", outcome)
+
     def exec(self, name: str, command: list[str], timeout: float = 30.0) -> tuple[int, bytes]:
         reply = self._request("POST", f"/vms/{name}/exec", {"command": command, "timeout": timeout},
                               timeout=timeout + 15)

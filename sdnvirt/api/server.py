@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from sdnvirt.api.fabric_routes import fabric_routes
+from sdnvirt.api.migration_routes import migration_routes
 from sdnvirt.api.vm_routes import vm_routes
 from sdnvirt.controller.service import Controller
 
@@ -22,6 +23,7 @@ def create_app(controller: Controller) -> FastAPI:
     app = FastAPI(title="sdnvirt", summary="Migration-aware SDN controller", version="0.1.0")
     app.include_router(fabric_routes(controller))
     app.include_router(vm_routes(controller))
+    app.include_router(migration_routes(controller))
     return app
 
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from sdnvirt.api.client import ApiError
-from sdnvirt.cli import demo, guest_exec, image, lab, pipeline, topo, vm
+from sdnvirt.cli import demo, guest_exec, image, lab, migrate, pipeline, topo, vm
 from sdnvirt.compute.image import ImageError
 from sdnvirt.lab.lab import LabError
 from sdnvirt.model.problems import InputError
@@ -22,7 +22,7 @@ EXIT_BAD_INPUT = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdnvirt", description="Migration-aware SDN controller for KVM/QEMU hosts.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
-    for module in (topo, lab, vm, guest_exec, image, pipeline, demo):
+    for module in (topo, lab, vm, migrate, guest_exec, image, pipeline, demo):
         module.register(verbs)
     return parser
 

@@ -77,3 +77,16 @@ def domain_xml(topology: Topology, guest: Guest, files: DomainFiles) -> str:
     ET.SubElement(devices, "memballoon", model="none")
     ET.indent(domain)
     return ET.tostring(domain, encoding="unicode")
+
+
+def rehome(xml: str, files: DomainFiles) -> str:
+    """A domain's XML with its files where they are on another host (for a migration);
+    everything else, device addresses included, stays as the running domain has it."""
+    domain = ET.fromstring(xml)
+    for log in domain.findall("./devices/serial/log"):
+        log.set("file", str(files.console_log))
+    for source in domain.findall("./devices/channel/source"):
+        source.set("path", str(files.agent_socket))
+    domain.find("./os/kernel").text = str(files.kernel)
+    domain.find("./os/initrd").text = str(files.initramfs)
+    return ET.tostring(domain, encoding="unicode")

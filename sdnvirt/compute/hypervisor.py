@@ -47,6 +47,17 @@ class DomainEvent:
     state: str  # one of _STATES' values, read from libvirt when the event came
     event: int  # libvirt's VIR_DOMAIN_EVENT_* number
     detail: int
+    received: float  # time.monotonic() when the event arrived
+
+    @property
+    def resumed(self) -> bool:
+        return self.event == libvirt.VIR_DOMAIN_EVENT_RESUMED
+
+    @property
+    def paused_for_migration(self) -> bool:
+        """The source has stopped the VM to send the last of its memory: the downtime begins."""
+        return (self.event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED
+                and self.detail == libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED)
 
 
 def libvirt_uri(socket: Path) -> str:
@@ -112,11 +123,12 @@ class Hypervisor:
         self._publish(domain, event, detail)
 
     def _publish(self, domain, event: int, detail: int) -> None:
+        received = time.monotonic()
         try:
             state = state_name(domain.state()[0])
         except libvirt.libvirtError:
             state = "undefined"  # gone between the event and the question
-        self._on_event(DomainEvent(self.host, domain.name(), state, event, detail))
+        self._on_event(DomainEvent(self.host, domain.name(), state, event, detail, received))
 
     def connection(self) -> libvirt.virConnect:
         conn = self._conn

@@ -70,6 +70,7 @@ class Machines:
         self._agent_locks = {name: threading.Lock() for name in self._qemu_guests()}
         now = time.time()
         self._states = {name: MachineState(name, None, "absent", now) for name in self._qemu_guests()}
+        self._seen: dict[str, dict[str, str]] = {}  # vm -> host -> state libvirt last gave there
         self._changed = threading.Condition(self._lock)
 
     def _qemu_guests(self) -> list[str]:
@@ -78,19 +79,24 @@ class Machines:
     # -- what the hypervisors say -------------------------------------------------------------
 
     def domain_event(self, event: DomainEvent) -> None:
-        """Called by every Hypervisor for every lifecycle event of one of its domains."""
+        """Called by every Hypervisor for every lifecycle event of one of its domains.
+
+        During a migration the domain exists on two hosts (running on one, an
+        incoming copy paused on the other) and their events interleave; the VM
+        is where it runs, or else where it is paused, or else where it was seen last.
+        """
         if event.domain not in self._states:
             return
         with self._changed:
-            current = self._states[event.domain]
-            if event.state == "undefined":
-                if current.host not in (None, event.host):
-                    return  # the domain went from a host where it no longer lives
-                state, host = "absent", None
-            else:
-                state, host = event.state, event.host
+            seen = self._seen.setdefault(event.domain, {})
+            seen.pop(event.host, None)
+            if event.state != "undefined":
+                state = event.state
                 if state == "shut-off" and self._has_saved_image(event.host, event.domain):
                     state = "saved"
+                seen[event.host] = state  # last inserted = seen last
+            host, state = _where(seen)
+            current = self._states[event.domain]
             if (current.state, current.host) != (state, host):
                 self._states[event.domain] = MachineState(event.domain, host, state, time.time())
                 LOG.info("vm %s: %s on %s", event.domain, state, host)
@@ -279,3 +285,14 @@ class Machines:
                 return agent.exec(command, timeout=timeout)
         finally:
             self._agent_locks[name].release()
+
+
+def _where(seen: dict[str, str]) -> tuple[str | None, str]:
+    for wanted in ("running", "paused"):
+        hosts = [h for h, state in seen.items() if state == wanted]
+        if hosts:
+            return hosts[-1], wanted
+    if seen:
+        host = list(seen)[-1]
+        return host, seen[host]
+    return None, "absent"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sdnvirt.compute.hypervisor import libvirt_uri
 from sdnvirt.lab.paths import LabPaths
+from sdnvirt.lab.underlay import management_address
 from sdnvirt.model.topology import Topology
 
 
@@ -21,6 +22,7 @@ class HostEndpoints:
     ovsdb: str  # OVSDB remote, e.g. unix:/run/sdnvirt/demo/hosts/hv1/ovs/db.sock
     openflow_target: str  # what the host's bridge connects to
     libvirt: str  # libvirt URI
+    migration_address: str  # where the host's libvirtd and QEMU take a migration
     vm_files: Path  # where a VM's console log and agent socket are on that host
 
     def console_log(self, vm: str) -> Path:
@@ -35,6 +37,7 @@ def lab_endpoints(paths: LabPaths, topology: Topology) -> dict[str, HostEndpoint
         name: HostEndpoints(ovsdb=f"unix:{paths.host(name).ovsdb_socket}",
                             openflow_target=f"unix:{paths.host(name).controller_socket}",
                             libvirt=libvirt_uri(paths.host(name).libvirt_socket),
+                            migration_address=str(management_address(topology, name)),
                             vm_files=paths.host(name).vms)
         for name in topology.hosts
     }

@@ -24,6 +24,8 @@ from sdnvirt.controller.fabric.listener import UnixOpenFlowListener
 from sdnvirt.controller.fabric.openflow import read_flow
 from sdnvirt.controller.fabric.openflow_app import FabricApp
 from sdnvirt.controller.fabric.pipeline import Pipeline
+from sdnvirt.controller.migration.migrations import Migrations
+from sdnvirt.controller.migration.switchover import SwitchedOver, SwitchOver
 from sdnvirt.controller.state import MemoryStore
 from sdnvirt.model.topology import GuestKind, Topology
 from sdnvirt.vswitch.integration_bridge import BridgeSettings, ensure_integration_bridge, ensure_tunnels
@@ -55,6 +57,10 @@ class Controller:
         self.hypervisors = {host: Hypervisor(host, endpoint.libvirt, self._domain_event)
                             for host, endpoint in endpoints.items()} if has_vms else {}
         self.machines = Machines(topology, self.hypervisors, self._domain_files)
+        self.switch_over = SwitchOver(self.store, self.fabric, self._switched)
+        self.migrations = Migrations(topology, self.machines, self.hypervisors, self._domain_files,
+                                     {h: e.migration_address for h, e in endpoints.items()},
+                                     self.switch_over, self._active_host)
 
     def start(self) -> None:
         self._start_openflow()
@@ -70,7 +76,7 @@ class Controller:
         manager = app_manager.AppManager.get_instance()
         manager.load_apps([FabricApp.__module__])
         contexts = manager.create_contexts()
-        manager.instantiate_apps(**contexts, fabric=self.fabric)
+        manager.instantiate_apps(**contexts, fabric=self.fabric, on_packet_in=self.switch_over.packet_in)
         self.listener.start()
 
     def _attach_host(self, host: str) -> None:
@@ -122,6 +128,20 @@ class Controller:
 
     def _domain_event(self, event: DomainEvent) -> None:
         self.machines.domain_event(event)
+        if event.resumed:
+            self.migrations.resumed(event.domain, event.host, event.received)
+            self.switch_over.vm_resumed(event.domain, event.host, event.received)
+        elif event.paused_for_migration:
+            migration = self.migrations.running(event.domain)
+            if migration is not None and migration.source == event.host:
+                self.switch_over.source_paused(event.domain, migration.destination, event.received)
+
+    def _switched(self, event: SwitchedOver) -> None:
+        self.migrations.switched(event)
+
+    def _active_host(self, guest: str) -> str | None:
+        view = self.store.view()
+        return view.active.get(self.topology.guests[guest].nics[0].port_id)
 
     def _domain_files(self, host: str, vm: str) -> DomainFiles:
         image = cached_image()
@@ -165,6 +185,7 @@ class Controller:
             "converged": all(h["openflow_connected"] and h["in_sync"] for h in hosts.values()),
             "uptime_s": round(time.time() - self.started_at, 1),
             "unknown_switches": self.fabric.unknown_switches,
+            "switch_overs": vars(self.switch_over.counters),
             "hosts": hosts,
         }
 

@@ -18,7 +18,7 @@ from sdnvirt.lab.openvswitch import HostOpenvswitch
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.lab.process import run_in_namespace
 from sdnvirt.lab.record import LabRecord
-from sdnvirt.lab.underlay import UNDERLAY_MTU, plug_host
+from sdnvirt.lab.underlay import UNDERLAY_MTU, management_address, plug_host, plug_management
 from sdnvirt.model.topology import GuestKind, Host, Topology
 from sdnvirt.vswitch.names import UNDERLAY_BRIDGE
 
@@ -31,11 +31,13 @@ class LabHost:
         self.paths = paths.host(host.name)
         self.lab_paths = paths
         self.openvswitch = HostOpenvswitch(host.name, self.namespace, self.paths)
-        self.libvirtd = HostLibvirtd(host.name, self.namespace, self.paths, str(host.address))
+        self.libvirtd = HostLibvirtd(host.name, self.namespace, self.paths,
+                                     str(management_address(topology, host.name)))
 
     def build(self, record: LabRecord) -> None:
         netns.create(record, self.namespace)
         plug_host(self.topology, self.host, self.namespace, naming.UNDERLAY_NIC)
+        plug_management(self.topology, self.host, self.namespace)
         self.openvswitch.start(record)
         self._connect_underlay()
         # ovs-vswitchd only dials unix controllers inside its own run folder.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sdnvirt.api.client import ApiClient, ApiError
 from sdnvirt.compute.image import build_image
-from sdnvirt.lab import naming, netns
+from sdnvirt.lab import naming, netns, netns_migration
 from sdnvirt.lab.guest import NetnsGuest
 from sdnvirt.lab.host import LabHost
 from sdnvirt.lab.libvirtd import stop_domains
@@ -233,18 +233,28 @@ class Lab:
             raise LabError(f"no guest agent answered in {', '.join(sorted(waiting))} within {timeout:.0f}s; "
                            f"see `sdnvirt vm console NAME`")
 
+    def move_guest(self, name: str, destination: str, migration_id: int) -> None:
+        """Move a netns guest for a migration the controller keeps the record of."""
+        api = self.api()
+        hosts = self.hosts()
+        source = api.vm(name)["host"]
+        try:
+            moved = netns_migration.move(self.topology, self.topology.guests[name], hosts[source], hosts[destination])
+        except (RuntimeError, LabProcessError, OSError) as error:
+            api.guest_moved(migration_id, {"result": "failed", "error": str(error)})
+            raise LabError(f"{name} could not move to {destination}: {error}") from None
+        api.guest_moved(migration_id, {"result": "completed", **moved})
+
     def wait_converged(self, timeout: float = CONVERGE_TIMEOUT) -> dict:
-        """Until every bridge is connected and holds exactly its flows, every guest port bound."""
-        expected = {h: 0 for h in self.topology.hosts}
-        for guest in self.topology.guests.values():
-            if guest.kind == GuestKind.NETNS or guest.autostart:
-                expected[guest.host] += len(guest.nics)
+        """Until every bridge is connected and holds exactly its flows, and every port of a
+        guest that runs is bound once (guests may have moved since the lab came up)."""
         deadline = time.monotonic() + timeout
         status: dict = {}
         while time.monotonic() < deadline:
             status = self.api().status()
-            hosts = status["hosts"]
-            if status["converged"] and all(hosts[h]["bindings"] == n for h, n in expected.items()):
+            running = [vm for vm in self.api().vms() if vm["state"] in ("running", "bound")]
+            expected = sum(len(vm["nics"]) for vm in running)
+            if status["converged"] and sum(h["bindings"] for h in status["hosts"].values()) == expected:
                 return status
             time.sleep(POLL_INTERVAL)
         raise LabError(f"the fabric did not converge within {timeout:.0f}s: {status}")

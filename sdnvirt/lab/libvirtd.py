@@ -24,8 +24,10 @@ from sdnvirt.compute.hypervisor import libvirt_uri
 from sdnvirt.lab.paths import HostPaths
 from sdnvirt.lab.process import start_background, start_time, stop
 from sdnvirt.lab.record import LabRecord, ProcessRecord
+from sdnvirt.vswitch.ports import READY
 
 START_TIMEOUT = 30.0
+READY_TIMEOUT = 10  # seconds a starting VM waits for its ports to be programmed
 TCP_PORT = 16509
 
 # Where libvirtd looks -> the host's folder that stands in for it.
@@ -36,6 +38,20 @@ PRIVATE_MOUNTS = {
     "/var/log/libvirt": "log",
     "/etc/libvirt": "etc",
 }
+
+
+# libvirt runs /etc/libvirt/hooks/qemu DOMAIN OPERATION SUB-OPERATION EXTRA with the
+# domain's XML on stdin; "started" comes once QEMU exists (its taps plugged into
+# OVS) but before its CPUs run, for a start, a restore and an incoming migration
+# alike. Waiting there means no VM ever runs where its ports are not programmed.
+READY_HOOK = f"""#!/bin/sh
+# sdnvirt: a VM runs here only once the controller has programmed its ports.
+[ "$2" = started ] || exit 0
+for dev in $(grep -o "<target dev='[^']*'" | cut -d"'" -f2); do
+    ovs-vsctl --timeout={READY_TIMEOUT} wait-until Interface "$dev" external_ids:{READY}=true ||
+        {{ echo "sdnvirt: the controller did not program $dev within {READY_TIMEOUT}s" >&2; exit 1; }}
+done
+"""
 
 
 class LibvirtdError(RuntimeError):
@@ -87,6 +103,10 @@ class HostLibvirtd:
             f'tcp_port = "{TCP_PORT}"\n'
             'auth_tcp = "none"\n'  # lab only: the underlay is inside the lab's namespaces
             f'log_outputs = "3:file:{self.paths.logs / "libvirtd.log"}"\n')
+        hooks = etc / "hooks"
+        hooks.mkdir(exist_ok=True)
+        (hooks / "qemu").write_text(READY_HOOK)
+        (hooks / "qemu").chmod(0o755)
         (etc / "qemu.conf").write_text(
             'stdio_handler = "file"\n'  # no virtlogd
             'security_driver = "none"\n'

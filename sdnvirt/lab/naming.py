@@ -38,6 +38,11 @@ def segment_uplink(host: str) -> str:
     return interface_name("h-", host)
 
 
+def management_uplink(host: str) -> str:
+    """The fabric-side end of a host's management NIC."""
+    return interface_name("m-", host)
+
+
 def vif_name(port_id: str) -> str:
     """The host-side end of a guest NIC, named after its logical port (as Neutron does)."""
     return "tap" + port_id[:11]

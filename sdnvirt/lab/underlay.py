@@ -4,9 +4,16 @@ One namespace holds a Linux bridge per segment, each with the segment's
 gateway address, and forwards between them, so hosts in different segments
 reach each other only through a router, as in a datacenter. It has no route
 anywhere else.
+
+Beside it, a management network, as datacenters keep one for live migration:
+one flat L2 domain that every host joins with a second NIC, outside Open
+vSwitch, so a migration's memory stream never competes with tenant traffic
+in the userspace datapath.
 """
 
 from __future__ import annotations
+
+from netaddr import IPAddress, IPNetwork
 
 from sdnvirt.lab import naming, netns
 from sdnvirt.lab.netns import NetworkNamespace
@@ -14,6 +21,9 @@ from sdnvirt.lab.record import LabRecord
 from sdnvirt.model.topology import Host, Topology
 
 UNDERLAY_MTU = 9000  # jumbo frames, so VXLAN adds no fragmentation to guest MTU 1500
+MANAGEMENT_SUBNET = IPNetwork("198.18.0.0/16")  # RFC 2544's benchmarking range: never routed anywhere
+MANAGEMENT_BRIDGE = "mgmt"
+MANAGEMENT_NIC = "mgmt0"
 
 
 def build_underlay(topology: Topology, record: LabRecord) -> None:
@@ -25,6 +35,8 @@ def build_underlay(topology: Topology, record: LabRecord) -> None:
             ns.add_bridge(bridge, mtu=UNDERLAY_MTU)
             ns.bring_up(bridge)
             ns.add_address(bridge, str(segment.gateway), segment.subnet.prefixlen)
+        ns.add_bridge(MANAGEMENT_BRIDGE, mtu=UNDERLAY_MTU)
+        ns.bring_up(MANAGEMENT_BRIDGE)
 
 
 def plug_host(topology: Topology, host: Host, host_namespace: str, host_nic: str) -> None:
@@ -34,6 +46,22 @@ def plug_host(topology: Topology, host: Host, host_namespace: str, host_nic: str
         fabric.add_veth(uplink, host_namespace, host_nic, mtu=UNDERLAY_MTU)
         fabric.set_master(uplink, naming.segment_bridge(host.segment))
         fabric.bring_up(uplink)
+
+
+def management_address(topology: Topology, host: str) -> IPAddress:
+    """A host's address on the management network, by its place in the topology."""
+    return MANAGEMENT_SUBNET[sorted(topology.hosts).index(host) + 1]
+
+
+def plug_management(topology: Topology, host: Host, host_namespace: str) -> None:
+    uplink = naming.management_uplink(host.name)
+    with NetworkNamespace(naming.fabric_namespace(topology.name)) as fabric:
+        fabric.add_veth(uplink, host_namespace, MANAGEMENT_NIC, mtu=UNDERLAY_MTU)
+        fabric.set_master(uplink, MANAGEMENT_BRIDGE)
+        fabric.bring_up(uplink)
+    with NetworkNamespace(host_namespace) as ns:
+        ns.bring_up(MANAGEMENT_NIC)
+        ns.add_address(MANAGEMENT_NIC, str(management_address(topology, host.name)), MANAGEMENT_SUBNET.prefixlen)
 
 
 def gateway_macs(topology: Topology) -> dict[str, str]:

@@ -97,6 +97,12 @@ class SwitchChannel:
         for pending in waiting:
             pending.done.set()
 
+    def inject(self, in_port: int, frame: bytes) -> None:
+        """Run a frame through the pipeline as if it had come in on `in_port` (packet-out to TABLE)."""
+        message = parser.OFPPacketOut(self.datapath, buffer_id=ofp.OFP_NO_BUFFER, in_port=in_port,
+                                      actions=[parser.OFPActionOutput(ofp.OFPP_TABLE)], data=frame)
+        self._send(message, self._next_xid())
+
     def flow_stats(self, timeout: float = DEFAULT_TIMEOUT) -> list:
         """Every flow on the switch as os-ken flow stats (with packet counters)."""
         xid = self._next_xid()

@@ -1,13 +1,16 @@
 """The os-ken application: switch connections in, replies routed to their waiters.
 
 os-ken's own ofp_handler does the OpenFlow handshake; this app turns a
-finished handshake into a SwitchChannel for the Fabric, and hands every
-reply and error to the channel that waits for it.
+finished handshake into a SwitchChannel for the Fabric, hands every reply and
+error to the channel that waits for it, and packet-ins to the controller
+(which must not block here: this thread also delivers the replies).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
@@ -30,9 +33,10 @@ REPLIES = [
 class FabricApp(app_manager.OSKenApp):
     OFP_VERSIONS = [OFP_VERSION]
 
-    def __init__(self, *args, fabric: Fabric, **kwargs):
+    def __init__(self, *args, fabric: Fabric, on_packet_in: Callable[[str, int, bytes, float], None], **kwargs):
         super().__init__(*args, **kwargs)
         self.fabric = fabric
+        self._on_packet_in = on_packet_in
         self._channels: dict[object, SwitchChannel] = {}  # by os-ken Datapath
         self.unexpected_replies = 0
 
@@ -54,3 +58,13 @@ class FabricApp(app_manager.OSKenApp):
         if channel is None or not channel.deliver(ev.msg):
             self.unexpected_replies += 1
             LOG.debug("unexpected %s from %s", type(ev.msg).__name__, ev.msg.datapath.id)
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev) -> None:
+        """Frames the pipeline sends up (QEMU's announcements), handed on with the time they came."""
+        received = time.monotonic()
+        msg = ev.msg
+        host = self.fabric.host_of(msg.datapath.id)
+        in_port = msg.match.get("in_port")
+        if host is not None and isinstance(in_port, int):
+            self._on_packet_in(host, in_port, bytes(msg.data), received)

@@ -1,0 +1,132 @@
+"""The switch-over: a VM's ports become active where the VM now runs.
+
+It happens on whichever comes first: the source pausing the VM for the last
+of its memory (libvirt's "suspended for migration" event: from then on the
+VM runs nowhere, and what is sent to the destination waits in its tap until
+it resumes there, instead of being lost at the source), QEMU's announcement
+(a RARP frame from the destination port, sent up by the pipeline) or
+libvirt's "resumed" event. A VM resumed where it was (a migration that failed
+at the last moment) is switched back the same way. Every host's flows for the ports are repointed (the new
+place first; only the owners the ports touch, so O(hosts) flow-mods), then
+gratuitous ARPs for the VM's addresses go out into its networks from the new
+place, so anything that learns MACs updates at once.
+
+Triggers are handled one at a time on a thread of their own: the thread that
+delivers packet-ins also delivers the switches' replies, and must not wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sdnvirt.controller.fabric.bridges import Fabric
+from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
+from sdnvirt.controller.migration.announcements import announced_mac, gratuitous_arp
+from sdnvirt.controller.state import StateStore
+
+LOG = logging.getLogger(__name__)
+GARP_REPEATS = (0.0, 0.05, 0.2)  # seconds after the switch-over, as QEMU spaces its own announcements
+
+
+@dataclass(frozen=True)
+class SwitchedOver:
+    vm: str
+    host: str
+    ports: tuple[str, ...]
+    trigger: str  # "source-paused" | "rarp" | "libvirt-resumed" | "migration-completed"
+    latency_ms: float  # from the trigger's arrival to every bridge repointed
+    flow_mods: int
+    completed: float  # time.monotonic() when every bridge was repointed
+
+
+@dataclass
+class SwitchOverCounters:
+    announcements: int = 0
+    switch_overs: int = 0
+    dropped: int = 0  # packet-ins that were not a valid announcement from a bound port
+    garps: int = 0
+
+
+class SwitchOver:
+    def __init__(self, store: StateStore, fabric: Fabric, on_switched: Callable[[SwitchedOver], None]):
+        self.store = store
+        self.fabric = fabric
+        self._on_switched = on_switched
+        self._work: queue.Queue = queue.Queue()
+        self.counters = SwitchOverCounters()
+        threading.Thread(target=self._run, name="switch-over", daemon=True).start()
+
+    def packet_in(self, host: str, in_port: int, frame: bytes, received: float) -> None:
+        self._work.put((self._announced, (host, in_port, frame, received)))
+
+    def vm_resumed(self, vm: str, host: str, received: float) -> None:
+        self._work.put((self._switch_vm, (vm, host, "libvirt-resumed", received)))
+
+    def source_paused(self, vm: str, destination: str, received: float) -> None:
+        self._work.put((self._switch_vm, (vm, destination, "source-paused", received)))
+
+    def now(self, vm: str, host: str, trigger: str) -> None:
+        """Switch a VM over without waiting for a signal (the migration finished without one)."""
+        self._work.put((self._switch_vm, (vm, host, trigger, time.monotonic())))
+
+    def _run(self) -> None:
+        while True:
+            handler, args = self._work.get()
+            try:
+                handler(*args)
+            except Exception:  # one bad trigger must not stop the switch-overs to come
+                LOG.exception("switch-over trigger %s%s failed", handler.__name__, args)
+
+    def _announced(self, host: str, in_port: int, frame: bytes, received: float) -> None:
+        mac = announced_mac(frame)
+        view = self.store.view()
+        binding = next((b for b in view.ports.get(host).bindings if b.ofport == in_port), None) \
+            if host in view.ports else None
+        port = view.logical_ports.get(binding.port_id) if binding else None
+        if mac is None or port is None or port.mac != mac:
+            self.counters.dropped += 1
+            return
+        self.counters.announcements += 1
+        self._switch(port.guest, [port.id], host, "rarp", received)
+
+    def _switch_vm(self, vm: str, host: str, trigger: str, received: float) -> None:
+        guest = self.store.view().topology.guests.get(vm)
+        if guest is not None:
+            self._switch(vm, [nic.port_id for nic in guest.nics], host, trigger, received)
+
+    def _switch(self, vm: str, port_ids: list[str], host: str, trigger: str, received: float) -> None:
+        change = self.store.activate(port_ids, host)
+        if not change:
+            return  # active there already: a later announcement of the same move
+        applied = self.fabric.apply(change, wait=True)
+        completed = time.monotonic()
+        latency = (completed - received) * 1000
+        self.counters.switch_overs += 1
+        moved = tuple(p for p in port_ids if change.view.active.get(p) == host)
+        LOG.info("vm %s: switched over to %s on %s in %.1f ms (%d flow-mods)", vm, host, trigger, latency,
+                 sum(applied.flow_mods.values()))
+        self._garp(host, moved)
+        self._on_switched(SwitchedOver(vm, host, moved, trigger, latency, sum(applied.flow_mods.values()), completed))
+
+    def _garp(self, host: str, port_ids: tuple[str, ...]) -> None:
+        view = self.store.view()
+        channel = self.fabric.syncs[host].channel
+        if channel is None:
+            return
+        frames = [(view.placements[p][host].ofport, gratuitous_arp(view.logical_ports[p].mac, view.logical_ports[p].ip))
+                  for p in port_ids if host in view.placements.get(p, {})]
+        for delay in GARP_REPEATS:
+            threading.Timer(delay, self._inject, args=(channel, frames)).start()
+
+    def _inject(self, channel: SwitchChannel, frames: list[tuple[int, bytes]]) -> None:
+        for in_port, frame in frames:
+            try:
+                channel.inject(in_port, frame)
+                self.counters.garps += 1
+            except SwitchError as error:  # the switch went away meanwhile: nothing to announce to
+                LOG.debug("gratuitous ARP not sent: %s", error)
