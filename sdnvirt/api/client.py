@@ -70,6 +70,9 @@ class ApiClient:
     def attach_probe(self, migration_id: int, figures: dict) -> dict:
         return self._request("POST", f"/migrations/{migration_id}/probe", figures)
 
+    def switch_migration(self, migration_id: int) -> dict:
+        return self._request("POST", f"/migrations/{migration_id}/switch")
+
     def guest_moved(self, migration_id: int, outcome: dict) -> dict:
         return self._request("POST", f"/migrations/{migration_id}/moved", outcome)
 

@@ -83,6 +83,14 @@ def migration_routes(controller: Controller) -> APIRouter:
         except MachineError as error:
             raise failure(error) from None
 
+    @router.post("/{migration_id}/switch")
+    def switch(migration_id: int) -> dict:
+        """The lab is about to move a netns guest: repoint the fabric now (answered when done)."""
+        try:
+            return migrations.switch(migration_id).report()
+        except MachineError as error:
+            raise failure(error) from None
+
     @router.post("/{migration_id}/moved")
     def moved(migration_id: int, outcome: GuestMoved) -> dict:
         try:

@@ -91,8 +91,9 @@ def describe(report: dict) -> str:
              f"{report['result']}" + (f" ({report['error']})" if report.get("error") else ""),
              f"  hypervisor downtime {ms(report['hypervisor_downtime_ms'])}, total {ms(report['total_ms'])}",
              f"  switch-over {ms(report['switchover_ms'])} after {report['trigger'] or 'no signal'}"
-             f" ({report['switchover_flow_mods'] or 0} flow-mods), "
-             f"{ms(report['switchover_after_resume_ms'])} after the VM resumed"]
+             f" ({report['switchover_flow_mods'] or 0} flow-mods)"
+             + ("" if report["switchover_after_resume_ms"] is None
+                else f", {ms(report['switchover_after_resume_ms'])} after the VM resumed")]
     if report["probe_sent"] is not None:
         lines.append(f"  probe every {report['probe_interval_ms']:g} ms: {report['probe_sent']} sent, "
                      f"{report['probe_lost']} lost, {report['probe_duplicates']} duplicated, "

@@ -239,8 +239,9 @@ class Lab:
         hosts = self.hosts()
         source = api.vm(name)["host"]
         try:
-            moved = netns_migration.move(self.topology, self.topology.guests[name], hosts[source], hosts[destination])
-        except (RuntimeError, LabProcessError, OSError) as error:
+            moved = netns_migration.move(self.topology, self.topology.guests[name], hosts[source], hosts[destination],
+                                         lambda: api.switch_migration(migration_id))
+        except (RuntimeError, LabProcessError, OSError, ApiError) as error:
             api.guest_moved(migration_id, {"result": "failed", "error": str(error)})
             raise LabError(f"{name} could not move to {destination}: {error}") from None
         api.guest_moved(migration_id, {"result": "completed", **moved})

@@ -63,6 +63,11 @@ class NetworkNamespace:
     def add_route(self, destination: str, gateway: str) -> None:
         self._ipr.route("add", dst=destination, gateway=gateway)
 
+    def forget_neighbours(self) -> None:
+        """Empty the ARP cache (the kernel's one table is shared by every namespace)."""
+        for entry in self._ipr.get_neighbours():
+            self._ipr.neigh("del", dst=entry.get("NDA_DST"), ifindex=entry["ifindex"])
+
     def loopback_up(self) -> None:
         self.bring_up("lo")
 

@@ -3,10 +3,12 @@
 1. Prepare: a new NIC for the guest is plugged into the destination's bridge
    with the same iface-id (as libvirt plugs the destination QEMU's tap), and
    we wait until the controller has programmed it (as libvirt's hook does).
-2. Switch: inside the guest its old link goes down and away (the source tap
-   with it) and the new one comes up with the same MAC and addresses: that
-   gap is the guest's downtime. Then it announces itself with RARP frames, at
-   the times QEMU does.
+2. Switch: the new link comes up inside the guest (with the guest's MAC, no
+   address yet); the controller is told to repoint the fabric at the
+   destination (as the source's pause tells it for a VM); then the old link
+   goes away (the source tap with it) and the new one takes its name and
+   addresses: that gap is the guest's downtime. Then the guest announces
+   itself with RARP frames, at the times QEMU does.
 3. Clean up: the source's OVS port goes (as libvirt unplugs the source).
 
 The switch runs inside the guest's namespace as one small program, so the
@@ -22,6 +24,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from pyroute2 import IPRoute
 
@@ -48,8 +51,10 @@ def rarp(mac: bytes) -> bytes:
     return (b"\xff" * 6 + mac + struct.pack("!H", 0x8035) + body).ljust(60, b"\0")
 
 
-def move(topology: Topology, guest: Guest, source: LabHost, destination: LabHost) -> dict:
-    """Move the guest; returns its downtime and the whole move's time, in milliseconds."""
+def move(topology: Topology, guest: Guest, source: LabHost, destination: LabHost,
+         switch: Callable[[], object]) -> dict:
+    """Move the guest, calling `switch` to repoint the fabric at the last moment;
+    returns its downtime and the whole move's time, in milliseconds."""
     began = time.monotonic()
     namespace = naming.guest_namespace(topology.name, guest.name)
     for nic in guest.nics:
@@ -66,29 +71,49 @@ def move(topology: Topology, guest: Guest, source: LabHost, destination: LabHost
                                       naming.vif_name(nic.port_id), f"external_ids:{READY}=true")
     nics = [f"{nic.index},{nic.mac},{nic.ip}/{topology.networks[nic.network].subnet.prefixlen}"
             for nic in guest.nics]
-    switched = subprocess.run([*entering(namespace), sys.executable, "-m", "sdnvirt.lab.netns_migration", *nics],
-                              capture_output=True, text=True, timeout=SWITCH_TIMEOUT)
-    if switched.returncode != 0:
-        raise RuntimeError(f"{guest.name} could not switch its links: {switched.stderr.strip()}")
+    inside = subprocess.Popen([*entering(namespace), sys.executable, "-m", "sdnvirt.lab.netns_migration", *nics],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if inside.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"{guest.name} could not stage its new links: {inside.stderr.read().strip()}")
+        switch()
+        out, err = inside.communicate("go\n", timeout=SWITCH_TIMEOUT)
+    finally:
+        if inside.poll() is None:
+            inside.kill()
+    if inside.returncode != 0:
+        raise RuntimeError(f"{guest.name} could not switch its links: {err.strip()}")
+    switched = json.loads(out)
     for nic in guest.nics:
         source.openvswitch.vsctl("--if-exists", "del-port", INTEGRATION_BRIDGE, naming.vif_name(nic.port_id))
-    return {"downtime_ms": json.loads(switched.stdout)["downtime_ms"],
-            "total_ms": round((time.monotonic() - began) * 1000, 1)}
+    return {"downtime_ms": switched["downtime_ms"], "total_ms": round((time.monotonic() - began) * 1000, 1)}
 
 
 def switch_links(nics: list[tuple[int, str, str]]) -> float:
-    """Inside the guest: the old links out, the staged ones in (index, MAC, IP/prefix); downtime in ms."""
+    """Inside the guest: stage the new links, and on "go" put them in the old ones' place
+    (index, MAC, IP/prefix); the downtime in ms."""
     with IPRoute() as ip:
+        for index, mac, _ in nics:
+            ip.link("set", index=ip.link_lookup(ifname=staged_name(index))[0], address=mac, state="up")
+        print("ready", flush=True)
+        sys.stdin.readline()
         began = time.monotonic()
-        for index, mac, address in nics:
-            old = ip.link_lookup(ifname=naming.guest_nic_name(index))
-            if old:
-                ip.link("del", index=old[0])
+        leaving = []
+        for index, _, address in nics:
+            name = naming.guest_nic_name(index)
+            old = ip.link_lookup(ifname=name)
+            if old:  # out of the way now, deleted later: a veth takes a while to delete
+                ip.link("set", index=old[0], state="down")
+                ip.link("set", index=old[0], ifname=f"old{index}")
+                leaving.append(old[0])
             new = ip.link_lookup(ifname=staged_name(index))[0]
-            ip.link("set", index=new, ifname=naming.guest_nic_name(index), address=mac)
+            ip.link("set", index=new, state="down")  # a link takes a new name only while down
+            ip.link("set", index=new, ifname=name)
             ip.addr("add", index=new, address=address.split("/")[0], prefixlen=int(address.split("/")[1]))
             ip.link("set", index=new, state="up")
         downtime = (time.monotonic() - began) * 1000
+        for index in leaving:
+            ip.link("del", index=index)
     sockets = []
     for index, mac, _ in nics:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)

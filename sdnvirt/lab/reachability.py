@@ -17,10 +17,12 @@ from dataclasses import dataclass
 
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab
+from sdnvirt.lab.netns import NetworkNamespace
 from sdnvirt.lab.process import run_in_namespace
 from sdnvirt.model.topology import GuestKind, Nic
 
 PROBE_TIMEOUT = 60.0
+SOURCES_AT_ONCE = 8
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,29 @@ def _ping_from_vm(lab: Lab, source: Endpoint, targets: list[Endpoint]) -> list[b
 
 
 def measure(lab: Lab) -> list[Cell]:
-    """Probe every pair of running guest NICs, all sources at once."""
+    """Probe every pair of running guest NICs, a few sources at a time.
+
+    Every pair leaves an entry in the kernel's ARP table, which all namespaces
+    share and which holds net.ipv4.neigh.default.gc_thresh3 entries at most
+    (1024 by default): beyond that, guests silently stop answering. So the
+    namespace guests' ARP caches are emptied after each batch of sources.
+    """
     every = endpoints(lab)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        rows = pool.map(lambda s: measure_pairs(lab, s, [t for t in every if t.guest != s.guest]), every)
-        return [cell for row in rows for cell in row]
+    cells: list[Cell] = []
+    with ThreadPoolExecutor(max_workers=SOURCES_AT_ONCE) as pool:
+        for first in range(0, len(every), SOURCES_AT_ONCE):
+            batch = every[first:first + SOURCES_AT_ONCE]
+            rows = pool.map(lambda s: measure_pairs(lab, s, [t for t in every if t.guest != s.guest]), batch)
+            cells += [cell for row in rows for cell in row]
+            _forget_neighbours(lab)
+    return cells
+
+
+def _forget_neighbours(lab: Lab) -> None:
+    for name, guest in lab.topology.guests.items():
+        if guest.kind == GuestKind.NETNS:
+            with NetworkNamespace(naming.guest_namespace(lab.name, name)) as ns:
+                ns.forget_neighbours()
 
 
 def format_matrix(cells: list[Cell]) -> str:

@@ -186,6 +186,15 @@ class Migrations:
         self._finish(migration, result, error)
         return migration
 
+    def switch(self, migration_id: int) -> Migration:
+        """The lab is about to move a netns guest: point every bridge at the destination first,
+        as the source's pause does for a VM (what reaches the new port then waits for the guest)."""
+        migration = self.get(migration_id)
+        if migration.kind != "netns" or migration.state != "running":
+            raise MigrationError(f"migration {migration_id} is not a netns migration under way")
+        self.switch_over.now(migration.vm, migration.destination, "lab-switch").result(timeout=SWITCH_OVER_WAIT)
+        return migration
+
     def wait(self, migration_id: int, timeout: float) -> Migration:
         deadline = time.monotonic() + timeout
         migration = self.get(migration_id)
@@ -267,9 +276,8 @@ class Migrations:
             while migration.trigger is None and time.monotonic() < deadline:
                 self._lock.wait(deadline - time.monotonic())
         if migration.trigger is None:
-            self.switch_over.now(migration.vm, migration.destination, "migration-completed")
-            with self._lock:
-                self._lock.wait_for(lambda: migration.trigger is not None, timeout=SWITCH_OVER_WAIT)
+            self.switch_over.now(migration.vm, migration.destination, "migration-completed").result(
+                timeout=SWITCH_OVER_WAIT)
 
     def _domain(self, host: str, vm: str) -> libvirt.virDomain:
         domain = self.hypervisors[host].domain(vm)

@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from sdnvirt.controller.fabric.bridges import Fabric
@@ -38,7 +39,7 @@ class SwitchedOver:
     vm: str
     host: str
     ports: tuple[str, ...]
-    trigger: str  # "source-paused" | "rarp" | "libvirt-resumed" | "migration-completed"
+    trigger: str  # "source-paused" | "rarp" | "libvirt-resumed" | "migration-completed" | "lab-switch"
     latency_ms: float  # from the trigger's arrival to every bridge repointed
     flow_mods: int
     completed: float  # time.monotonic() when every bridge was repointed
@@ -70,17 +71,25 @@ class SwitchOver:
     def source_paused(self, vm: str, destination: str, received: float) -> None:
         self._work.put((self._switch_vm, (vm, destination, "source-paused", received)))
 
-    def now(self, vm: str, host: str, trigger: str) -> None:
-        """Switch a VM over without waiting for a signal (the migration finished without one)."""
-        self._work.put((self._switch_vm, (vm, host, trigger, time.monotonic())))
+    def now(self, vm: str, host: str, trigger: str) -> Future:
+        """Switch a VM over on someone's word (no signal came, or the lab moves a netns guest);
+        the future is done once every bridge points at `host`."""
+        done: Future = Future()
+        self._work.put((self._switch_vm, (vm, host, trigger, time.monotonic()), done))
+        return done
 
     def _run(self) -> None:
         while True:
-            handler, args = self._work.get()
+            handler, args, *done = self._work.get()
             try:
                 handler(*args)
-            except Exception:  # one bad trigger must not stop the switch-overs to come
+            except Exception as error:  # one bad trigger must not stop the switch-overs to come
                 LOG.exception("switch-over trigger %s%s failed", handler.__name__, args)
+                if done:
+                    done[0].set_exception(error)
+                continue
+            if done:
+                done[0].set_result(None)
 
     def _announced(self, host: str, in_port: int, frame: bytes, received: float) -> None:
         mac = announced_mac(frame)

@@ -1,0 +1,188 @@
+"""Live migration of real VMs across segments, with a probe, on the controller's fabric."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from scapy.layers.l2 import ARP, Ether
+
+from sdnvirt.cli.migrate import run_migration
+from sdnvirt.controller.fabric.cookies import owner_cookie
+
+from guests import listen, nic, on_guest, ping, wait_until
+from labs import build_lab
+
+TOPOLOGIES = Path(__file__).parent / "topologies"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    yield from build_lab(TOPOLOGIES / "migration.yaml")
+
+
+def where(lab, vm: str) -> tuple[str, str]:
+    state = lab.api().vm(vm)
+    return state["host"], state["state"]
+
+
+def vm_ping(lab, vm: str, address: str, count: int = 3) -> int:
+    _, output = lab.api().exec(vm, ["ping", "-c", str(count), "-W", "1", address], timeout=count + 10)
+    summary = next(line for line in output.decode().splitlines() if "packets received" in line)
+    return int(summary.split(",")[1].split()[0])
+
+
+def port_flows(lab, host: str, vm: str, index: int = 0) -> list[str]:
+    owner = owner_cookie(("port", lab.topology.guests[vm].nics[index].port_id))
+    dump = lab.hosts()[host].openvswitch.ofctl("dump-flows", "br-int", f"cookie={owner:#x}/-1")
+    return [line for line in dump.splitlines() if "actions=" in line]
+
+
+def old_port_traces(lab, host: str, vm: str, ofport: int) -> list[str]:
+    """Flows on the host's bridge that still name the VM's old port there."""
+    return [line for line in port_flows(lab, host, vm) if f"in_port={ofport}," in line or f"output:{ofport}" in line]
+
+
+def ofport_of(lab, host: str, vm: str) -> int:
+    [line] = [f for f in port_flows(lab, host, vm) if "table=0," in f]
+    return int(line.split("in_port=")[1].split()[0].rstrip(","))
+
+
+def test_live_migration_across_segments_and_back_under_a_probe(lab):
+    vm1 = nic(lab, "vm1")
+    for source, destination in (("hv1", "hv3"), ("hv3", "hv1")):
+        old_ofport = ofport_of(lab, source, "vm1")
+        [watch] = listen(on_guest(lab, "watcher", "arp"))
+        report = run_migration(lab, "vm1", destination, probe="prober")
+        garps = [Ether(f)[ARP] for f in watch.frames()]
+
+        assert report["result"] == "completed", report
+        assert (report["from"], report["to"]) == (source, destination)
+        assert where(lab, "vm1") == (destination, "running")
+        assert report["hypervisor_downtime_ms"] > 0 and report["total_ms"] > report["hypervisor_downtime_ms"]
+        assert report["trigger"] in ("source-paused", "rarp", "libvirt-resumed")
+        # the network adds nothing: every bridge points at the destination before the VM runs there
+        assert report["switchover_after_resume_ms"] <= 5.0, report
+        assert report["probe_duplicates"] == 0
+        assert report["probe_sent"] > 100 and report["probe_lost"] < report["probe_sent"] * 0.1
+        # a third guest of the network hears where vm1 is now
+        assert any(g.op == 1 and g.psrc == g.pdst == str(vm1.ip) and g.hwsrc == str(vm1.mac) for g in garps)
+        assert ping(lab, "prober", str(vm1.ip)) == 3 and ping(lab, "watcher", str(vm1.ip)) == 3
+        wait_until(lambda s=source, o=old_ofport: not old_port_traces(lab, s, "vm1", o), timeout=10)
+
+
+def test_a_migration_to_a_host_whose_libvirtd_is_down_fails_and_the_vm_stays(lab):
+    source, _ = where(lab, "vm1")
+    destination = "hv2"
+    lab.stop_process(f"{destination}/libvirtd")
+    try:
+        report = run_migration(lab, "vm1", destination)
+    finally:
+        lab.start_process(f"{destination}/libvirtd")
+    assert report["result"] == "failed" and report["error"]
+    assert where(lab, "vm1") == (source, "running")
+    assert ping(lab, "prober", str(nic(lab, "vm1").ip)) == 3
+    assert ofport_absent(lab, destination, "vm1")
+
+
+def ofport_absent(lab, host: str, vm: str) -> bool:
+    """The VM has no local port on the host (only flows that point elsewhere)."""
+    return not [f for f in port_flows(lab, host, vm) if "table=0," in f]
+
+
+def test_a_destination_that_dies_mid_way_leaves_the_vm_running_where_it_was(lab):
+    source, _ = where(lab, "vm1")
+    destination = "hv3" if source != "hv3" else "hv2"
+    result: dict = {}
+    mover = threading.Thread(target=lambda: result.update(run_migration(lab, "vm1", destination)))
+    mover.start()
+    wait_until(lambda: port_flows(lab, destination, "vm1") and not ofport_absent(lab, destination, "vm1"),
+               timeout=20, interval=0.01)  # the destination port is plugged: the copy is under way
+    lab.stop_process(f"{destination}/libvirtd")
+    mover.join(timeout=120)
+    try:
+        assert result["result"] == "failed", result
+        assert where(lab, "vm1") == (source, "running")
+        assert ping(lab, "prober", str(nic(lab, "vm1").ip)) == 3
+    finally:
+        lab.start_process(f"{destination}/libvirtd")
+    # the destination's libvirtd cleans up its half-made copy; its port and flows go with it
+    wait_until(lambda: ofport_absent(lab, destination, "vm1"), timeout=30)
+    assert lab.api().status()["converged"]
+
+
+def test_cancel_leaves_the_vm_on_the_source(lab):
+    source, _ = where(lab, "vm1")
+    destination = "hv3" if source != "hv3" else "hv2"
+    api = lab.api()
+    migration = api.migrate("vm1", destination)
+    wait_until(lambda: port_flows(lab, destination, "vm1") and not ofport_absent(lab, destination, "vm1"),
+               timeout=20, interval=0.01)
+    api.cancel_migration(migration["id"])
+    report = api.migration(migration["id"], wait=60)
+    assert report["result"] == "cancelled", report
+    assert where(lab, "vm1") == (source, "running")
+    wait_until(lambda: ofport_absent(lab, destination, "vm1"), timeout=30)
+    assert ping(lab, "prober", str(nic(lab, "vm1").ip)) == 3
+
+
+def test_a_vm_with_nics_in_two_networks_migrates_with_both(lab):
+    report = run_migration(lab, "multi", "hv3", probe="prober")
+    assert report["result"] == "completed" and where(lab, "multi") == ("hv3", "running")
+    web, db = lab.topology.guests["multi"].nics
+    assert ping(lab, "prober", str(web.ip)) == 3
+    assert ping(lab, "dbclient", str(db.ip)) == 3
+    assert ofport_absent(lab, "hv2", "multi")
+
+
+def test_two_migrations_at_once(lab):
+    moves = {"vm1": "hv2" if where(lab, "vm1")[0] != "hv2" else "hv1",
+             "multi": "hv1" if where(lab, "multi")[0] != "hv1" else "hv2"}
+    reports: dict = {}
+    movers = [threading.Thread(target=lambda vm=vm, to=to: reports.update({vm: run_migration(lab, vm, to)}))
+              for vm, to in moves.items()]
+    for mover in movers:
+        mover.start()
+    for mover in movers:
+        mover.join(timeout=180)
+    assert {vm: r["result"] for vm, r in reports.items()} == {"vm1": "completed", "multi": "completed"}
+    for vm, to in moves.items():
+        assert where(lab, vm) == (to, "running")
+    assert ping(lab, "prober", str(nic(lab, "vm1").ip)) == 3
+    assert vm_ping(lab, "multi", str(nic(lab, "dbclient").ip)) == 3
+
+
+def test_a_migration_while_the_controller_restarts_ends_with_every_binding_right(lab):
+    source, _ = where(lab, "vm1")
+    destination = "hv3" if source != "hv3" else "hv1"
+    lab.api().migrate("vm1", destination)
+    time.sleep(0.3)  # libvirt is copying memory, peer to peer, while the controller goes away
+    lab.restart_process("controller")
+    wait_until(lambda: where(lab, "vm1") == (destination, "running"), timeout=60)
+    lab.wait_converged()
+    wait_until(lambda: ofport_absent(lab, source, "vm1"), timeout=30)
+    assert ping(lab, "prober", str(nic(lab, "vm1").ip)) == 3
+    assert vm_ping(lab, "vm1", str(nic(lab, "watcher").ip)) == 3
+
+
+def test_offline_migration_moves_a_stopped_copy_and_starts_it(lab):
+    source, _ = where(lab, "vm1")
+    destination = "hv3" if source != "hv3" else "hv1"
+    report = run_migration(lab, "vm1", destination, offline=True)
+    assert report["result"] == "completed" and report["kind"] == "offline"
+    assert where(lab, "vm1") == (destination, "running")
+    lab.wait_for_agents(["vm1"])
+    assert wait_until(lambda: ping(lab, "prober", str(nic(lab, "vm1").ip), count=1) == 1, timeout=30)
+
+
+def test_a_netns_guest_migrates_the_same_way(lab):
+    watcher = nic(lab, "watcher")
+    report = run_migration(lab, "watcher", "hv3", probe="prober")
+    assert report["result"] == "completed" and report["kind"] == "netns", report
+    assert report["trigger"] == "lab-switch" and report["hypervisor_downtime_ms"] < 100
+    assert report["probe_duplicates"] == 0 and report["probe_lost"] <= 3
+    assert lab.api().vm("watcher")["host"] == "hv3"
+    assert ping(lab, "prober", str(watcher.ip)) == 3
+    assert vm_ping(lab, "vm1", str(watcher.ip)) == 3

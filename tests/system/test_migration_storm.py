@@ -1,0 +1,35 @@
+"""A migration storm: fifty namespace guests of two tenants move between hosts all at once."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from sdnvirt.cli.migrate import run_migration
+from sdnvirt.lab.reachability import format_matrix, measure
+
+from labs import build_lab
+
+TOPOLOGIES = Path(__file__).parent / "topologies"
+NEXT_HOST = {"hv1": "hv3", "hv2": "hv1", "hv3": "hv2"}  # a third of the moves cross the router
+
+
+@pytest.fixture(scope="module")
+def lab():
+    yield from build_lab(TOPOLOGIES / "storm.yaml")
+
+
+def test_fifty_guests_migrate_at_once_and_every_network_still_holds(lab):
+    moves = {name: NEXT_HOST[guest.host] for name, guest in lab.topology.guests.items()}
+    assert len(moves) >= 50
+    with ThreadPoolExecutor(max_workers=len(moves)) as pool:
+        reports = dict(zip(moves, pool.map(lambda move: run_migration(lab, *move), moves.items()), strict=True))
+    assert {name: r["result"] for name, r in reports.items()} == dict.fromkeys(moves, "completed")
+    placed = {vm["name"]: vm["host"] for vm in lab.api().vms()}
+    assert placed == moves
+    lab.wait_converged()
+    cells = measure(lab)
+    assert len(cells) == 50 * 49
+    assert not [c for c in cells if not c.ok], format_matrix(cells)
