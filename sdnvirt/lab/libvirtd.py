@@ -24,6 +24,7 @@ from sdnvirt.compute.hypervisor import libvirt_uri
 from sdnvirt.lab.paths import HostPaths
 from sdnvirt.lab.process import start_background, start_time, stop
 from sdnvirt.lab.record import LabRecord, ProcessRecord
+from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
 from sdnvirt.vswitch.ports import READY
 
 START_TIMEOUT = 30.0
@@ -45,9 +46,10 @@ PRIVATE_MOUNTS = {
 # OVS) but before its CPUs run, for a start, a restore and an incoming migration
 # alike. Waiting there means no VM ever runs where its ports are not programmed.
 READY_HOOK = f"""#!/bin/sh
-# sdnvirt: a VM runs here only once the controller has programmed its ports.
+# sdnvirt: a VM runs here only once the controller has programmed its ports on {INTEGRATION_BRIDGE}.
 [ "$2" = started ] || exit 0
 for dev in $(grep -o "<target dev='[^']*'" | cut -d"'" -f2); do
+    [ "$(ovs-vsctl --timeout=5 iface-to-br "$dev" 2>/dev/null)" = {INTEGRATION_BRIDGE} ] || continue
     ovs-vsctl --timeout={READY_TIMEOUT} wait-until Interface "$dev" external_ids:{READY}=true ||
         {{ echo "sdnvirt: the controller did not program $dev within {READY_TIMEOUT}s" >&2; exit 1; }}
 done
