@@ -7,6 +7,7 @@ import time
 
 from sdnvirt.api.client import ApiError
 from sdnvirt.cli.lab import lab_named
+from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab, LabError
 from sdnvirt.lab.migration_probe import MigrationProbe
 from sdnvirt.model.topology import GuestKind
@@ -51,7 +52,7 @@ def probe_target(lab: Lab, vm: str, probe: str) -> str:
 def run_migration(lab: Lab, vm: str, destination: str, offline: bool = False, probe: str | None = None) -> dict:
     """Migrate, with a probe if asked; the report, probe figures included."""
     api = lab.api()
-    watcher = MigrationProbe(lab.name, probe, probe_target(lab, vm, probe)) if probe else None
+    watcher = MigrationProbe(naming.guest_namespace(lab.name, probe), probe_target(lab, vm, probe)) if probe else None
     migration = None
     try:
         migration = api.migrate(vm, destination, offline)

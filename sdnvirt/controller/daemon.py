@@ -8,6 +8,7 @@ each host's OVSDB, and the flows already on the switches are read back.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -19,12 +20,13 @@ from os_ken import cfg
 from sdnvirt.api.server import ApiServer, create_app
 from sdnvirt.controller.endpoints import lab_endpoints
 from sdnvirt.controller.fabric.pipeline import load_pipeline
-from sdnvirt.controller.service import Controller
+from sdnvirt.controller.service import READY_TIMEOUT, Controller
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.model.loader import load_topology
 from sdnvirt.model.problems import InputError
 
 LOG = logging.getLogger("sdnvirt.controller")
+GIL_SWITCH_INTERVAL = 0.0002  # seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("os_ken").setLevel(logging.WARNING)
 
+    # Replies from switches wake threads waiting on them; a waking thread may wait this
+    # long for the interpreter lock, which a switch-over cannot afford (default 5 ms).
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     paths = LabPaths(args.lab)
     try:
         topology = load_topology(paths.topology)
@@ -53,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     controller.start()
     api.start()
+    controller.fabric.ready.wait(READY_TIMEOUT)
+    # What start-up made lives as long as the process: the collector need never scan it
+    # again. A full collection of it took 150 ms here, long enough to miss a switch-over.
+    gc.collect()
+    gc.freeze()
     LOG.info("controller for %s running", topology.name)
     stop.wait()
     LOG.info("stopping")

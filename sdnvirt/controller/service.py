@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from os_ken.base import app_manager
@@ -47,6 +48,7 @@ class Controller:
         self.store = MemoryStore(topology)
         self.fabric = Fabric(self.store, pipeline, self._mark_ready)
         self._marked: dict[str, set[tuple[str, int]]] = {h: set() for h in topology.hosts}
+        self._markers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ready-markers")
         self.listener = UnixOpenFlowListener(openflow_socket)
         self.ovsdbs: dict[str, HostOvsdb] = {}
         self._heard_from: set[str] = set()
@@ -77,6 +79,7 @@ class Controller:
         manager.load_apps([FabricApp.__module__])
         contexts = manager.create_contexts()
         manager.instantiate_apps(**contexts, fabric=self.fabric, on_packet_in=self.switch_over.packet_in)
+        manager.applications[FabricApp.__name__].handle_in_receive_threads()
         self.listener.start()
 
     def _attach_host(self, host: str) -> None:
@@ -109,7 +112,11 @@ class Controller:
 
     def _mark_ready(self, host: str, programmed: frozenset) -> None:
         """Tell the host (its OVSDB) which VM interfaces its bridge now holds the flows of;
-        libvirt's hook on that host waits for this before a VM may run there."""
+        libvirt's hook on that host waits for this before a VM may run there. The write
+        happens on a thread of its own: a reconciler must never wait for an OVSDB."""
+        self._markers.submit(self._write_ready_markers, host, programmed)
+
+    def _write_ready_markers(self, host: str, programmed: frozenset) -> None:
         ovsdb = self.ovsdbs.get(host)
         ports = self.store.view().ports.get(host)
         if ovsdb is None or ports is None:
@@ -117,7 +124,11 @@ class Controller:
         fresh = [b for b in ports.bindings if b.ready_at is None and ("port", b.port_id) in programmed
                  and (b.interface, b.ofport) not in self._marked[host]]
         if fresh:
-            ovsdb.mark_ready([b.interface for b in fresh])
+            try:
+                ovsdb.mark_ready([b.interface for b in fresh])
+            except Exception as error:  # any OVSDB failure: the VM's start waits, then fails, and says so
+                LOG.warning("host %s: could not mark %s ready: %s", host, [b.interface for b in fresh], error)
+                return
             self._marked[host].update((b.interface, b.ofport) for b in fresh)
 
     def _ready_anyway(self) -> None:

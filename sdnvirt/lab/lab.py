@@ -22,7 +22,7 @@ from sdnvirt.lab.guest import NetnsGuest
 from sdnvirt.lab.host import LabHost
 from sdnvirt.lab.libvirtd import stop_domains
 from sdnvirt.lab.paths import SUN_PATH_MAX, LabPaths, labs_root
-from sdnvirt.lab.process import LabProcessError, is_running, start_background, stop
+from sdnvirt.lab.process import LabProcessError, control_plane, is_running, start_background, stop
 from sdnvirt.lab.record import LabRecord
 from sdnvirt.lab.underlay import build_underlay, gateway_macs
 from sdnvirt.model.loader import load_topology
@@ -132,7 +132,7 @@ class Lab:
     def _launch_controller(self, record: LabRecord) -> None:
         record.add_process(start_background(
             CONTROLLER, naming.controller_namespace(self.name),
-            [sys.executable, "-m", "sdnvirt.controller", "--lab", str(self.paths.root)],
+            control_plane([sys.executable, "-m", "sdnvirt.controller", "--lab", str(self.paths.root)]),
             self.paths.controller_pidfile, self.paths.controller_log))
         deadline = time.monotonic() + CONTROLLER_START_TIMEOUT
         while time.monotonic() < deadline:

@@ -28,7 +28,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sdnvirt.lab import naming
 from sdnvirt.lab.process import entering
 
 ECHO_REQUEST, ECHO_REPLY = 8, 0
@@ -117,17 +116,17 @@ def run(target: str, interval_ms: float, max_seconds: float) -> ProbeFigures:
 
 
 class MigrationProbe:
-    """The probe, run in a netns guest of a lab, from outside."""
+    """The probe, run in a network namespace (a netns guest's), from outside."""
 
-    def __init__(self, lab: str, guest: str, target: str, interval_ms: float = 5.0, max_seconds: float = 600):
-        argv = [*entering(naming.guest_namespace(lab, guest)), sys.executable, "-m", "sdnvirt.lab.migration_probe",
+    def __init__(self, namespace: str, target: str, interval_ms: float = 5.0, max_seconds: float = 600):
+        argv = [*entering(namespace), sys.executable, "-m", "sdnvirt.lab.migration_probe",
                 "--target", target, "--interval-ms", str(interval_ms), "--max-seconds", str(max_seconds)]
         self._process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, text=True)
         ready, _, _ = select.select([self._process.stdout], [], [], START_TIMEOUT)
         if not ready or self._process.stdout.readline().strip() != "ready":
             self._process.kill()
-            raise RuntimeError(f"the probe in {guest} did not start: {self._process.stderr.read()}")
+            raise RuntimeError(f"the probe in {namespace} did not start: {self._process.stderr.read()}")
 
     def stop(self) -> dict:
         out, err = self._process.communicate("stop\n", timeout=START_TIMEOUT)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sdnvirt.lab.paths import HostPaths
-from sdnvirt.lab.process import run_in_namespace, start_detaching
+from sdnvirt.lab.process import control_plane, run_in_namespace, start_detaching
 from sdnvirt.lab.record import LabRecord
 from sdnvirt.vswitch.names import OFCTL_PROTOCOL
 
@@ -39,16 +39,17 @@ class HostOpenvswitch:
     def start_ovsdb_server(self, record: LabRecord) -> None:
         record.add_process(start_detaching(
             f"{self.host}/ovsdb-server", self.namespace,
-            ["ovsdb-server", str(self.paths.ovsdb_file), f"--remote=punix:{self.paths.ovsdb_socket}",
-             f"--pidfile={self.paths.ovsdb_pidfile}", f"--log-file={self.paths.logs / 'ovsdb-server.log'}",
-             "--detach", "--no-chdir"],
+            control_plane(["ovsdb-server", str(self.paths.ovsdb_file), f"--remote=punix:{self.paths.ovsdb_socket}",
+                           f"--pidfile={self.paths.ovsdb_pidfile}",
+                           f"--log-file={self.paths.logs / 'ovsdb-server.log'}", "--detach", "--no-chdir"]),
             self.paths.ovsdb_pidfile, self.env))
 
     def start_vswitchd(self, record: LabRecord) -> None:
         record.add_process(start_detaching(
             f"{self.host}/ovs-vswitchd", self.namespace,
-            ["ovs-vswitchd", f"unix:{self.paths.ovsdb_socket}", f"--pidfile={self.paths.vswitchd_pidfile}",
-             f"--log-file={self.paths.logs / 'ovs-vswitchd.log'}", "--detach", "--no-chdir"],
+            control_plane(["ovs-vswitchd", f"unix:{self.paths.ovsdb_socket}",
+                           f"--pidfile={self.paths.vswitchd_pidfile}",
+                           f"--log-file={self.paths.logs / 'ovs-vswitchd.log'}", "--detach", "--no-chdir"]),
             self.paths.vswitchd_pidfile, self.env))
 
     def vsctl(self, *args: str) -> str:

@@ -15,9 +15,17 @@ from pathlib import Path
 
 from sdnvirt.lab.record import ProcessRecord
 
+CONTROL_PLANE_NICE = -10
+
 
 class LabProcessError(RuntimeError):
     pass
+
+
+def control_plane(argv: list[str]) -> list[str]:
+    """The command at a higher CPU priority than the lab's VMs: the switches and their
+    controllers of a lab share two cores with QEMU, where a datacenter would not."""
+    return ["nice", "-n", str(CONTROL_PLANE_NICE), *argv]
 
 
 def start_time(pid: int) -> int | None:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ovsdbapp.backend.ovs_idl import connection
+from ovsdbapp.backend.ovs_idl import connection, transaction
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
@@ -84,9 +84,13 @@ class HostOvsdb:
         return host_ports(self.host, interfaces)
 
     def mark_ready(self, interfaces: list[str]) -> None:
-        """Say on these interfaces that the bridge holds their flows (and since when)."""
+        """Say on these interfaces that the bridge holds their flows (and since when).
+
+        A plain transaction: ovsdbapp's usual one also waits for ovs-vswitchd to
+        reconfigure, which a note in external_ids does not need.
+        """
         now = f"{time.time():.6f}"
-        with self.api.transaction(check_error=True) as txn:
+        with transaction.Transaction(self.api, self._connection, check_error=True) as txn:
             for name in interfaces:
                 txn.add(self.api.db_set("Interface", name, ("external_ids", {READY: "true", READY_AT: now}),
                                         if_exists=True))

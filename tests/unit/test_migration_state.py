@@ -4,7 +4,7 @@ from sdnvirt.controller.fabric.flow import METADATA_MASK, NETWORK_MASK, Output, 
 from sdnvirt.controller.state import FabricView, MemoryStore, resolve_active
 from sdnvirt.vswitch.ports import Binding, HostPorts, TunnelPort
 
-from test_flow_compiler import OFPORTS, TOPOLOGY, TUNNEL_OFPORTS, flows_of, port_id, table, view
+from test_flow_compiler import OFPORTS, PIPELINE, TOPOLOGY, TUNNEL_OFPORTS, flows_of, port_id, table, view
 
 A1_MAC = "02:00:00:00:0a:01"
 DESTINATION_OFPORT = 7
@@ -15,8 +15,9 @@ def destination(ready_at: float | None = None) -> Binding:
     return Binding(port_id("a1"), "hv3", "vnet9", DESTINATION_OFPORT, A1_MAC, "a1", ready_at)
 
 
-def l2_for(host: str, fabric: FabricView, mac: str = A1_MAC):
-    return [f for f in table(flows_of(host, fabric), "l2_lookup") if dict(f.match).get("eth_dst") == mac]
+def l2_for(host: str, fabric: FabricView, mac: str = A1_MAC, band: str = "known"):
+    return [f for f in table(flows_of(host, fabric), "l2_lookup")
+            if dict(f.match).get("eth_dst") == mac and f.priority == PIPELINE.table("l2_lookup").priority(band)]
 
 
 def test_a_prepared_destination_is_programmed_but_not_yet_pointed_at():
@@ -29,6 +30,9 @@ def test_a_prepared_destination_is_programmed_but_not_yet_pointed_at():
     # hv3 sends a1's traffic back to hv1, where a1 still runs; hv1 and hv2 are unchanged
     [towards] = l2_for("hv3", fabric)
     assert towards.actions == (SetField("tunnel_id", 5001), Output(TUNNEL_OFPORTS["hv1"]))
+    # ... but never back to hv1 what hv1 itself sent
+    [returned] = l2_for("hv3", fabric, band="returned")
+    assert dict(returned.match)["tun_ipv4_src"] == str(TOPOLOGY.hosts["hv1"].address) and returned.drops
     assert l2_for("hv1", fabric) == l2_for("hv1", view())
     assert l2_for("hv2", fabric) == l2_for("hv2", view())
 
@@ -54,6 +58,9 @@ def test_after_the_switch_over_every_host_points_at_the_destination():
     [old] = l2_for("hv1", fabric)
     assert old.actions == (SetField("tunnel_id", 5001), Output(TUNNEL_OFPORTS["hv3"]))
     assert dict(old.match)["metadata"] == (5001, NETWORK_MASK)
+    [returned] = l2_for("hv1", fabric, band="returned")
+    assert dict(returned.match)["tun_ipv4_src"] == str(TOPOLOGY.hosts["hv3"].address)
+    assert not l2_for("hv2", fabric, band="returned")  # only where the port is bound
     hv2_flood = next(f for f in table(flows_of("hv2", fabric), "flood")
                      if dict(f.match).get("metadata") == (5001, METADATA_MASK))
     assert Output(TUNNEL_OFPORTS["hv3"]) in hv2_flood.actions

@@ -2,9 +2,8 @@
 
 A bridge is known by the datapath id the controller gave it, so a connection
 is matched to its host before anything is sent to it. A change of desired
-state is applied to every bridge, recompiling only the owners it touched;
-where ports became active on a host (a switch-over, a rollback), that host is
-programmed first, so no bridge ever points a port at a host not ready for it.
+state is applied to every bridge at once, recompiling only the owners it
+touched.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sdnvirt.controller.fabric.channel import SwitchChannel
@@ -45,7 +43,6 @@ class Fabric:
         topology = store.view().topology
         self._hosts_by_dpid = {datapath_id(topology.name, h): h for h in topology.hosts}
         self.syncs = {h: SwitchSync(h, self._compiler(h), self.ready, on_synced) for h in sorted(topology.hosts)}
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="apply")
         self.unknown_switches = 0
 
     def _compiler(self, host: str) -> Compiler:
@@ -76,24 +73,24 @@ class Fabric:
             self.syncs[host].detach(channel)
 
     def apply(self, change: ViewChange, wait: bool = False) -> Applied:
-        """Bring every bridge to the changed desired state: hosts where ports became
-        active first (and always waited for), then the others (waited for if asked)."""
+        """Bring every bridge to the changed desired state, all at once; hosts where ports
+        became active go first (a bridge on its own never loops a packet, see the
+        compiler, so the others need not wait for them). With `wait`, answered when every
+        bridge holds its flows."""
         began = time.monotonic()
         sent: dict[str, int] = {}
         if change:
-            for host in sorted(change.activated):
-                sent[host] = self.syncs[host].sync_now(change.owners)
-            others = [s for h, s in self.syncs.items() if h not in change.activated]
+            ordered = sorted(self.syncs.values(), key=lambda s: s.host not in change.activated)
             if wait:
-                for sync, mods in zip(others, self._pool.map(lambda s: s.sync_now(change.owners), others),
-                                      strict=True):
-                    sent[sync.host] = mods
+                # Every bridge's bundle goes out before the first answer is awaited.
+                rounds = [(sync, sync.start_now(change.owners)) for sync in ordered]
+                for sync, round_ in rounds:
+                    sent[sync.host] = sync.finish_now(round_)
             else:
-                for sync in others:
+                for sync in ordered:
                     sync.request(change.owners)
         return Applied(sent, (time.monotonic() - began) * 1000)
 
     def stop(self) -> None:
         for sync in self.syncs.values():
             sync.stop()
-        self._pool.shutdown(wait=False)

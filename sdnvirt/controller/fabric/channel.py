@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from os_ken.ofproto import ofproto_v1_4 as ofp
@@ -26,12 +27,21 @@ class SwitchError(RuntimeError):
     """The switch refused a request, did not answer in time, or went away."""
 
 
+def _last_part(reply) -> bool:
+    """The last (or only) part of a multipart reply."""
+    return not getattr(reply, "flags", 0) & ofp.OFPMPF_REPLY_MORE
+
+
+def _committed(reply) -> bool:
+    return isinstance(reply, parser.OFPBundleCtrlMsg) and reply.type == ofp.OFPBCT_COMMIT_REPLY
+
+
 @dataclass
 class _Pending:
+    final: Callable[[object], bool]  # does this reply end the wait? (an error always does)
     replies: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
-    until_barrier: bool = False
 
 
 class SwitchChannel:
@@ -55,8 +65,8 @@ class SwitchChannel:
         if self.closed or not self.datapath.send_msg(msg):
             raise SwitchError(f"switch {self.dpid:#x} is not connected")
 
-    def _expect(self, xid: int, until_barrier: bool = False) -> _Pending:
-        pending = _Pending(until_barrier=until_barrier)
+    def _expect(self, xid: int, final: Callable[[object], bool] = _last_part) -> _Pending:
+        pending = _Pending(final)
         with self._lock:
             self._pending[xid] = pending
         return pending
@@ -80,12 +90,10 @@ class SwitchChannel:
             return False
         if isinstance(msg, parser.OFPErrorMsg):
             pending.errors.append(msg)
-            if not pending.until_barrier:
-                pending.done.set()
+            pending.done.set()
             return True
         pending.replies.append(msg)
-        more = getattr(msg, "flags", 0) & ofp.OFPMPF_REPLY_MORE if hasattr(msg, "body") else 0
-        if not pending.until_barrier and not more:
+        if pending.final(msg):
             pending.done.set()
         return True
 
@@ -116,28 +124,30 @@ class SwitchChannel:
     def dump_flows(self, timeout: float = DEFAULT_TIMEOUT) -> list[Flow]:
         return [read_flow(stats) for stats in self.flow_stats(timeout)]
 
-    def commit_flows(self, deletes: list[Flow], adds: list[Flow], timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Delete and add flows atomically (an OpenFlow 1.4 bundle): all of them or none.
+    def send_flows(self, deletes: list[Flow], adds: list[Flow]) -> Commit:
+        """Send a bundle that deletes and adds flows atomically (all of them or none);
+        `Commit.wait()` tells how it went.
 
-        The whole bundle leaves in one write; then a barrier tells when every
-        answer to it is in.
+        The whole bundle leaves in one write, every message under one xid. The switch
+        handles them in order, so an error for any of them comes before the commit's
+        answer: the commit reply means every flow is in.
         """
         xid = self._next_xid()
         flags = ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
         bundle_id = xid
-        pending = self._expect(xid, until_barrier=True)
+        pending = self._expect(xid, _committed)
         blob = (self._encode(parser.OFPBundleCtrlMsg(self.datapath, bundle_id, ofp.OFPBCT_OPEN_REQUEST, flags, []), xid)
                 + bundle_adds(bundle_id, flags, xid, deletes, adds)
                 + self._encode(parser.OFPBundleCtrlMsg(self.datapath, bundle_id, ofp.OFPBCT_COMMIT_REQUEST, flags, []),
                                xid))
         if self.closed or not self.datapath.send(blob):
+            with self._lock:
+                self._pending.pop(xid, None)
             raise SwitchError(f"switch {self.dpid:#x} is not connected")
-        self._barrier_then_finish(xid, pending, timeout)
-        committed = any(isinstance(r, parser.OFPBundleCtrlMsg) and r.type == ofp.OFPBCT_COMMIT_REPLY
-                        for r in pending.replies)
-        if pending.errors or not committed:
-            detail = pending.errors[0] if pending.errors else "no commit reply"
-            raise SwitchError(f"switch {self.dpid:#x} rejected a bundle: {detail}")
+        return Commit(self, xid, pending)
+
+    def commit_flows(self, deletes: list[Flow], adds: list[Flow], timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.send_flows(deletes, adds).wait(timeout)
 
     @staticmethod
     def _encode(msg, xid: int) -> bytes:
@@ -145,13 +155,16 @@ class SwitchChannel:
         msg.serialize()
         return bytes(msg.buf)
 
-    def _barrier_then_finish(self, xid: int, pending: _Pending, timeout: float) -> None:
-        """A barrier after the bundle: once it is answered, every answer to the bundle is in."""
-        barrier_xid = self._next_xid()
-        barrier = self._expect(barrier_xid)
-        try:
-            self._send(parser.OFPBarrierRequest(self.datapath), barrier_xid)
-            self._wait(barrier_xid, barrier, timeout, "a barrier")
-        finally:
-            with self._lock:
-                self._pending.pop(xid, None)
+
+@dataclass
+class Commit:
+    """A bundle on its way: wait() returns once the switch has applied it, or raises."""
+
+    channel: SwitchChannel
+    xid: int
+    pending: _Pending
+
+    def wait(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.channel._wait(self.xid, self.pending, timeout, "a bundle")
+        if self.pending.errors:
+            raise SwitchError(f"switch {self.channel.dpid:#x} rejected a bundle: {self.pending.errors[0]}")

@@ -85,7 +85,9 @@ def _port(view: FabricView, pipeline: Pipeline, host: str, port: LogicalPort) ->
     else:
         tunnel = view.tunnel(host, active.host)
         if tunnel is not None:
-            flows += _towards(pipeline, port, tunnel, also_from_tunnels=local is not None)
+            flows.append(_towards(pipeline, port, tunnel, also_from_tunnels=local is not None))
+        if local is not None:
+            flows.append(_returned(pipeline, port, str(view.topology.hosts[active.host].address)))
     return flows
 
 
@@ -135,17 +137,24 @@ def _deliver(pipeline: Pipeline, port: LogicalPort, binding: Binding) -> Flow:
                 actions=[Output(binding.ofport)], cookie=owner_cookie(("port", port.id)))
 
 
-def _towards(pipeline: Pipeline, port: LogicalPort, tunnel: int, also_from_tunnels: bool) -> list[Flow]:
+def _towards(pipeline: Pipeline, port: LogicalPort, tunnel: int, also_from_tunnels: bool) -> Flow:
     """Into the tunnel to where the port is active. Only packets from local ports, so the
     fabric never hairpins, except on a host the port is still bound to (a migration's
-    old place), which passes on what is still sent to it."""
+    old or new place), which passes on what is still sent to it."""
     l2 = pipeline.table("l2_lookup")
     vni = port.network.vni
-    owner = owner_cookie(("port", port.id))
-    into_tunnel = [SetField("tunnel_id", vni), Output(tunnel)]
     metadata = (vni, NETWORK_MASK) if also_from_tunnels else (vni, METADATA_MASK)
-    return [flow(l2.id, l2.priority("known"), {"metadata": metadata, "eth_dst": port.mac},
-                 actions=into_tunnel, cookie=owner)]
+    return flow(l2.id, l2.priority("known"), {"metadata": metadata, "eth_dst": port.mac},
+                actions=[SetField("tunnel_id", vni), Output(tunnel)], cookie=owner_cookie(("port", port.id)))
+
+
+def _returned(pipeline: Pipeline, port: LogicalPort, active_address: str) -> Flow:
+    """What the active host itself tunnelled here is not sent back: while hosts switch over
+    one by one, two of them may each think the other is the active one."""
+    l2 = pipeline.table("l2_lookup")
+    return flow(l2.id, l2.priority("returned"),
+                {"metadata": (port.network.vni | FROM_TUNNEL, METADATA_MASK), "tun_ipv4_src": active_address,
+                 "eth_dst": port.mac}, cookie=owner_cookie(("port", port.id)))
 
 
 def _network(view: FabricView, pipeline: Pipeline, host: str, network: Network) -> list[Flow]:

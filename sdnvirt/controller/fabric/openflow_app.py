@@ -1,9 +1,11 @@
 """The os-ken application: switch connections in, replies routed to their waiters.
 
 os-ken's own ofp_handler does the OpenFlow handshake; this app turns a
-finished handshake into a SwitchChannel for the Fabric, hands every reply and
-error to the channel that waits for it, and packet-ins to the controller
-(which must not block here: this thread also delivers the replies).
+finished handshake into a SwitchChannel for the Fabric. Replies, errors and
+packet-ins are handled right in the thread that reads them from the switch
+(registered with os-ken's ofp_event service, as ofp_handler's own handlers
+are), not queued to this app's event thread: a switch-over waits for them,
+and every thread hop costs it time. So these handlers must never block.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable
 
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
-from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls, set_ev_handler
 
 from sdnvirt.controller.fabric.bridges import Fabric
 from sdnvirt.controller.fabric.channel import SwitchChannel
@@ -52,14 +54,18 @@ class FabricApp(app_manager.OSKenApp):
             if channel is not None:
                 self.fabric.switch_disconnected(channel)
 
-    @set_ev_cls(REPLIES, MAIN_DISPATCHER)
+    def handle_in_receive_threads(self) -> None:
+        """Take replies and packet-ins straight from each switch's receive thread."""
+        service = app_manager.lookup_service_brick(ofp_event.NAME)
+        for event, handler in [*((e, self._reply) for e in REPLIES), (ofp_event.EventOFPPacketIn, self._packet_in)]:
+            service.register_handler(event, set_ev_handler(event, MAIN_DISPATCHER)(_Handler(handler)))
+
     def _reply(self, ev) -> None:
         channel = self._channels.get(ev.msg.datapath)
         if channel is None or not channel.deliver(ev.msg):
             self.unexpected_replies += 1
             LOG.debug("unexpected %s from %s", type(ev.msg).__name__, ev.msg.datapath.id)
 
-    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev) -> None:
         """Frames the pipeline sends up (QEMU's announcements), handed on with the time they came."""
         received = time.monotonic()
@@ -68,3 +74,13 @@ class FabricApp(app_manager.OSKenApp):
         in_port = msg.match.get("in_port")
         if host is not None and isinstance(in_port, int):
             self._on_packet_in(host, in_port, bytes(msg.data), received)
+
+
+class _Handler:
+    """A bound method as os-ken wants a handler: callable, and able to carry `callers`."""
+
+    def __init__(self, method: Callable):
+        self._method = method
+
+    def __call__(self, ev) -> None:
+        self._method(ev)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
+from sdnvirt.controller.fabric.channel import Commit, SwitchChannel, SwitchError
 from sdnvirt.controller.fabric.flow import Flow
 from sdnvirt.controller.state import OwnerKey
 
@@ -67,7 +67,7 @@ class SwitchSync:
         self._ready = ready
         self._on_synced = on_synced
         self._cond = threading.Condition()
-        self._round = threading.Lock()  # one round at a time, from the thread or sync_now()
+        self._round = threading.Lock()  # one round at a time: the thread's, or a caller's (start_now)
         self._channel: SwitchChannel | None = None
         self._installed: dict[tuple, Flow] | None = None  # None: unknown, read the switch first
         self._desired: dict[OwnerKey, frozenset[Flow]] | None = None  # None: compile everything
@@ -106,12 +106,35 @@ class SwitchSync:
             self.in_sync = False
             self._cond.notify()
 
-    def sync_now(self, owners: frozenset[OwnerKey] | None) -> int:
-        """Reconcile these owners in the caller's thread and return the flow-mods sent
-        (0 when the bridge is not connected yet; its connect will program it)."""
+    def start_now(self, owners: frozenset[OwnerKey] | None) -> _Round | None:
+        """Begin reconciling these owners in the caller's thread: the difference is sent when
+        this returns; finish_now() waits for it. Between the two this bridge holds its round,
+        so a caller can send to every bridge before waiting for any."""
         self.request(owners)
-        with self._round:
-            return self._round_if_pending()
+        self._round.acquire()  # released by finish_now(), always
+        try:
+            return self._begin_round()
+        except SwitchError as error:
+            self._failed(error)
+            return None
+
+    def finish_now(self, round_: _Round | None) -> int:
+        """The flow-mods the round sent, once the switch has them (0 if it could not)."""
+        try:
+            return self._end_round(round_) if round_ is not None else 0
+        except SwitchError as error:
+            self._failed(error)
+            return 0
+        finally:
+            self._round.release()
+
+    def _failed(self, error: SwitchError) -> None:
+        LOG.warning("host %s: %s; will read the switch again", self.host, error)
+        self.stats.failures += 1
+        with self._cond:
+            self._installed = None
+            self._pending = None
+            self._cond.notify()
 
     def stop(self) -> None:
         with self._cond:
@@ -136,21 +159,22 @@ class SwitchSync:
                 try:
                     self._round_if_pending()
                 except SwitchError as error:
-                    LOG.warning("host %s: %s; will read the switch again", self.host, error)
-                    self.stats.failures += 1
-                    with self._cond:
-                        self._installed = None
-                        self._pending = None
+                    self._failed(error)
                     time.sleep(RETRY_DELAY)
 
     def _work_pending(self) -> bool:
         return self._pending is None or bool(self._pending)
 
     def _round_if_pending(self) -> int:
+        round_ = self._begin_round()
+        return self._end_round(round_) if round_ is not None else 0
+
+    def _begin_round(self) -> _Round | None:
+        """Compile what changed, compare, and send the difference (not waiting for it)."""
         with self._cond:
             channel = self._channel
             if channel is None or not self._work_pending() or not self._ready.is_set():
-                return 0
+                return None
             owners, self._pending = self._pending, set()
             installed, desired = self._installed, self._desired
         began = time.monotonic()
@@ -165,16 +189,21 @@ class SwitchSync:
             old = [f for owner in changed for f in desired.get(owner, frozenset())]
             diff = diff_flows(installed, old, [f for flows in changed.values() for f in flows])
             desired = {**desired, **changed}
-        if diff:
-            channel.commit_flows(list(diff.deletes), list(diff.adds))
-        for rule in diff.deletes:
-            installed.pop(rule.key, None)
-        installed = {**installed, **{rule.key: rule for rule in diff.adds}}
-        elapsed = (time.monotonic() - began) * 1000
+        commit = channel.send_flows(list(diff.deletes), list(diff.adds)) if diff else None
+        return _Round(channel, installed, desired, diff, began, commit)
+
+    def _end_round(self, round_: _Round) -> int:
+        """Wait for the switch to apply the round, and take note of what it holds now."""
+        if round_.commit is not None:
+            round_.commit.wait()
+        diff = round_.diff
+        installed = {key: f for key, f in round_.installed.items() if f not in diff.deletes}
+        installed.update({rule.key: rule for rule in diff.adds})
+        elapsed = (time.monotonic() - round_.began) * 1000
         with self._cond:
-            if self._channel is not channel:
+            if self._channel is not round_.channel:
                 return len(diff)  # reconnected meanwhile: the next round reads the switch again
-            self._installed, self._desired = installed, {o: f for o, f in desired.items() if f}
+            self._installed, self._desired = installed, {o: f for o, f in round_.desired.items() if f}
             self.stats.syncs += 1
             self.stats.flow_mods += len(diff)
             self.stats.last_flow_mods = len(diff)
@@ -185,5 +214,15 @@ class SwitchSync:
         if diff:
             LOG.info("host %s: sent %d flow-mods (%d deletes, %d adds) in %.1f ms",
                      self.host, len(diff), len(diff.deletes), len(diff.adds), elapsed)
-        self._on_synced(self.host, frozenset(self._desired))
+        self._on_synced(self.host, frozenset(self._desired))  # must not block: it runs inside the round
         return len(diff)
+
+
+@dataclass
+class _Round:
+    channel: SwitchChannel
+    installed: dict[tuple, Flow]
+    desired: dict[OwnerKey, frozenset[Flow]]
+    diff: FlowDiff
+    began: float
+    commit: Commit | None

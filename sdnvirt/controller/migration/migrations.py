@@ -25,17 +25,13 @@ import libvirt
 
 from sdnvirt.compute.domain import DomainFiles, rehome
 from sdnvirt.compute.hypervisor import Hypervisor, HypervisorError
+from sdnvirt.compute.live_migration import completed_job, migrate_live
 from sdnvirt.compute.machines import MachineError, Machines
 from sdnvirt.controller.migration.switchover import SwitchedOver, SwitchOver
 from sdnvirt.model.topology import GuestKind, Topology
 
 LOG = logging.getLogger(__name__)
-# libvirt's job statistics worth keeping in a report (times in ms, memory in bytes)
-HYPERVISOR_FIGURES = ("downtime", "downtime_net", "setup_time", "time_elapsed", "memory_total",
-                      "memory_processed", "memory_bps", "memory_dirty_rate", "memory_iteration")
 SWITCH_OVER_WAIT = 5.0  # seconds after libvirt finished, for the switch-over signal
-LIVE_FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
-              | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
 
 
 class MigrationError(MachineError):
@@ -228,24 +224,13 @@ class Migrations:
 
     def _live(self, migration: Migration) -> None:
         vm, destination = migration.vm, migration.destination
-        domain = self._domain(migration.source, vm)
-        files = self._files(destination, vm)
-        address = self._addresses[destination]
-        params = {
-            # QEMU's stream goes over the underlay; libvirt picks a free port on the destination.
-            libvirt.VIR_MIGRATE_PARAM_URI: f"tcp://{address}",
-            libvirt.VIR_MIGRATE_PARAM_DEST_XML: rehome(domain.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE), files),
-            libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: rehome(
-                domain.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_INACTIVE), files),
-        }
         began = time.monotonic()
-        domain.migrateToURI3(f"qemu+tcp://{address}/system", params, LIVE_FLAGS)
+        migrate_live(self._domain(migration.source, vm), self._addresses[destination],
+                     self._files(destination, vm))
         migration.total_ms = round((time.monotonic() - began) * 1000, 1)
-        stats = self._domain(destination, vm).jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
-        migration.hypervisor = {key: stats[key] for key in HYPERVISOR_FIGURES if key in stats}
-        migration.hypervisor_downtime_ms = stats.get("downtime")
-        if "time_elapsed" in stats:
-            migration.total_ms = stats["time_elapsed"]
+        migration.hypervisor = completed_job(self._domain(destination, vm))
+        migration.hypervisor_downtime_ms = migration.hypervisor.get("downtime")
+        migration.total_ms = migration.hypervisor.get("time_elapsed", migration.total_ms)
         self._await_switch_over(migration)
         self._finish(migration, "completed")
 
