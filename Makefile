@@ -26,6 +26,7 @@ test: setup
 bench: setup
 	$(VENV)/bin/python bench/converge.py
 	$(VENV)/bin/python bench/boot.py
+	$(VENV)/bin/python bench/migrate.py
 
 setup: debian-packages libvirt-qemu-user $(VENV)/.installed
 
