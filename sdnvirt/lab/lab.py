@@ -265,18 +265,22 @@ class Lab:
         if not self.paths.record.exists():
             raise LabError(f"no lab named {self.name!r} is up")
         record = LabRecord.load(self.paths.record)
-        failures = []
-        if self.vms():
-            for host in self.hosts().values():
-                try:
-                    stop_domains(host.libvirtd)
-                except (LabProcessError, OSError) as error:
-                    failures.append(f"VMs of {host.host.name}: {error}")
-        for process in reversed(record.processes):
+
+        def attempt(what: str, action) -> str | None:
             try:
-                stop(process)
-            except LabProcessError as error:
-                failures.append(str(error))
+                action()
+            except (LabProcessError, OSError) as error:
+                return f"{what}: {error}"
+            return None
+
+        # VMs first (QEMU outlives libvirtd), then every process at once: each may take
+        # seconds to stop, and the lab is going anyway.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            hosts = list(self.hosts().values()) if self.vms() else []
+            failures = list(pool.map(lambda h: attempt(f"VMs of {h.host.name}", lambda: stop_domains(h.libvirtd)),
+                                     hosts))
+            failures += pool.map(lambda p: attempt(p.name, lambda: stop(p)), reversed(record.processes))
+        failures = [f for f in failures if f]
         for namespace in reversed(record.namespaces):
             try:
                 netns.remove(namespace)
