@@ -50,7 +50,6 @@ from sdnvirt.lab.migration_probe import MigrationProbe
 from sdnvirt.lab.netns import NetworkNamespace
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.lab.record import LabRecord
-from sdnvirt.lab.underlay import management_address
 from sdnvirt.model.loader import load_topology
 from sdnvirt.model.topology import Guest, GuestKind, Network, Nic, Topology
 
@@ -121,7 +120,7 @@ class BaselineVm:
     def migrate(self, destination: str) -> dict:
         began = time.monotonic()
         migrate_live(self._connection(self.host).lookupByName(self.name),
-                     str(management_address(self.lab.topology, destination)), self.files(destination))
+                     self.lab.hosts()[destination].management, self.files(destination))
         total = (time.monotonic() - began) * 1000
         self.host = destination
         stats = completed_job(self._connection(destination).lookupByName(self.name))

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdnvirt.api.client import ApiError
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab
 from sdnvirt.lab.process import entering
 from sdnvirt.model.topology import Nic
+from sdnvirt.vswitch.names import OFCTL_PROTOCOL
 
 WIRE = Path(__file__).parent / "wire.py"
 
@@ -34,6 +40,95 @@ def ping(lab: Lab, source: str, address: str, count: int = 3, interval: float = 
         if "received" in line:
             return int(line.split(",")[1].split()[0])
     raise AssertionError(f"no ping summary: {result.stdout} {result.stderr}")
+
+
+@dataclass(frozen=True)
+class PingResult:
+    transmitted: int
+    received: int
+    answered_at: list[float]  # when each answer came (epoch seconds, ping's own -D stamps)
+    output: str
+
+    @property
+    def lost(self) -> int:
+        return self.transmitted - self.received
+
+    def longest_gap(self) -> float:
+        """The longest time without an answer, in seconds."""
+        return max((b - a for a, b in zip(self.answered_at, self.answered_at[1:], strict=False)), default=0.0)
+
+    def __str__(self) -> str:
+        """What a failed assertion shows: the pings that got no answer, not the whole log."""
+        unanswered = [line.rsplit("=", 1)[-1] for line in self.output.splitlines() if "no answer yet" in line]
+        return (f"{self.lost}/{self.transmitted} lost (no answer to icmp_seq {', '.join(unanswered) or '-'}), "
+                f"longest gap {self.longest_gap() * 1000:.1f} ms, "
+                f"answers from {self.answered_at[0] if self.answered_at else '-'} to "
+                f"{self.answered_at[-1] if self.answered_at else '-'}")
+
+
+@dataclass
+class SteadyPing:
+    """A guest pinging an address at a fixed rate in the background, while a test breaks something."""
+
+    process: subprocess.Popen
+    limit: float
+
+    def __enter__(self) -> SteadyPing:
+        return self
+
+    def __exit__(self, *_) -> None:
+        if self.process.poll() is None:  # the test failed before it waited for the answers
+            self.process.kill()
+            self.process.communicate()
+
+    def result(self) -> PingResult:
+        """Once every ping is sent and answered or given up on."""
+        output, _ = self.process.communicate(timeout=self.limit)
+        summary = next((line for line in output.splitlines() if "packets transmitted" in line), None)
+        assert summary is not None, output
+        transmitted, received = (int(part.split()[0]) for part in summary.split(",")[:2])
+        answered = [float(line[1:line.index("]")]) for line in output.splitlines()
+                    if line.startswith("[") and " bytes from " in line]
+        return PingResult(transmitted, received, answered, output)
+
+
+def steady_ping(lab: Lab, source: str, address: str, count: int, interval: float) -> SteadyPing:
+    """`count` pings every `interval` s from `source`; each answer stamped, unanswered ones reported."""
+    process = subprocess.Popen(
+        [*entering(naming.guest_namespace(lab.name, source)), "ping", "-n", "-D", "-O", "-c", str(count),
+         "-i", str(interval), "-W", "1", address],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return SteadyPing(process, count * interval * 2 + 30)
+
+
+def flow_tables(lab: Lab) -> dict[str, list[str]]:
+    """Every host's flows without counters or ages, in a stable order."""
+    return {name: sorted(host.openvswitch.ofctl("--no-stats", "dump-flows", "br-int").splitlines())
+            for name, host in lab.hosts().items()}
+
+
+FLOW_MOD_MESSAGES = ("OFPT_FLOW_MOD", "OFPT_BUNDLE_ADD_MESSAGE", "OFPT_BUNDLE_CONTROL")
+
+
+def snoop(lab: Lab, host: str) -> subprocess.Popen:
+    """ovs-ofctl snoop: every OpenFlow message between the bridge and its controller."""
+    env = lab.hosts()[host].openvswitch.env
+    return subprocess.Popen(["ovs-ofctl", "-O", OFCTL_PROTOCOL, "snoop", "br-int"],
+                            env={"PATH": "/usr/bin:/bin", **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+@contextmanager
+def snooping(lab: Lab, hosts: list[str]) -> Iterator[dict[str, str]]:
+    """Every OpenFlow message of these hosts' bridges while the block runs, by host (filled in at its end)."""
+    watchers = {host: snoop(lab, host) for host in hosts}
+    seen: dict[str, str] = {}
+    try:
+        yield seen
+    finally:
+        for watcher in watchers.values():
+            watcher.terminate()
+        seen.update({host: watcher.communicate(timeout=10)[0] for host, watcher in watchers.items()})
 
 
 @dataclass
@@ -89,3 +184,30 @@ def wait_until(predicate, timeout: float = 10, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def kept_events(lab: Lab, enough, timeout: float = 15) -> list[dict]:
+    """The controller's kept events, as `sdnvirt events --after 0` streams them, read until
+    `enough(events)` holds (an AssertionError after `timeout`)."""
+    seen: list[dict] = []
+    done = threading.Event()
+
+    def read() -> None:
+        with contextlib.suppress(ApiError):  # the controller went away: what was seen is what there is
+            for event in lab.api().events(after=0):
+                seen.append(event)
+                if enough(seen):
+                    break
+        done.set()
+
+    threading.Thread(target=read, name="events", daemon=True).start()
+    if not done.wait(timeout):
+        raise AssertionError(f"not enough events within {timeout}s: {[(e['kind'], e['data']) for e in seen]}")
+    return seen
+
+
+def vm_ping(lab: Lab, vm: str, address: str, count: int = 3) -> int:
+    """Replies to `count` pings sent from inside a qemu guest (through its agent)."""
+    _, output = lab.api().exec(vm, ["ping", "-c", str(count), "-W", "1", address], timeout=count + 10)
+    summary = next(line for line in output.decode().splitlines() if "packets received" in line)
+    return int(summary.split(",")[1].split()[0])

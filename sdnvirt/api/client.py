@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import base64
+import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
+from sdnvirt.model.problems import InputError, Problem
+
 TIMEOUT = 10.0
 VM_ACTION_TIMEOUT = 180.0  # a save writes the guest's memory to disk
+APPLY_TIMEOUT = 60.0
 
 
 class ApiError(RuntimeError):
     """The controller could not be reached, or refused the request."""
 
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, problems: list[dict] | None = None):
         super().__init__(message)
         self.status = status
+        self.problems = problems or []  # where a refused input is wrong: Problem fields
 
 
 class ApiClient:
@@ -31,11 +37,58 @@ class ApiClient:
         except httpx.HTTPError as error:
             raise ApiError(f"controller at {self.socket_path}: {error}") from None
         if response.status_code >= 400:
-            raise ApiError(_detail(response), response.status_code)
+            raise ApiError(_detail(response), response.status_code, _problems(response))
         return response.json()
+
+    def events(self, kinds: list[str] | None = None, after: int | None = None,
+               idle_timeout: float | None = None) -> Iterator[dict]:
+        """The controller's events as they come, each {"id", "kind", "data"}; ends when the
+        controller goes away, or after `idle_timeout` s with nothing (keepalives included)."""
+        params = [("kind", k) for k in kinds or []] + ([("after", str(after))] if after is not None else [])
+        try:
+            with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket_path)), base_url="http://sdnvirt",
+                              timeout=httpx.Timeout(TIMEOUT, read=idle_timeout)) as client, \
+                    client.stream("GET", "/events", params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError(_detail(response), response.status_code, _problems(response))
+                event: dict = {}
+                for line in response.iter_lines():
+                    if not line:
+                        if "kind" in event:
+                            yield event
+                        event = {}
+                    elif line.startswith("id: "):
+                        event["id"] = int(line[4:])
+                    elif line.startswith("event: "):
+                        event["kind"] = line[7:]
+                    elif line.startswith("data: "):
+                        event["data"] = json.loads(line[6:])
+        except httpx.HTTPError as error:
+            raise ApiError(f"controller at {self.socket_path}: event stream: {error}") from None
 
     def status(self) -> dict:
         return self._request("GET", "/status")
+
+    def topology(self) -> dict:
+        return self._request("GET", "/topology")
+
+    def apply_topology(self, source: str, filename: str, dry_run: bool = False) -> dict:
+        """What the file changes (and, without dry_run, the change applied); InputError for
+        a file that is not valid or cannot be applied now, each problem placed in it."""
+        try:
+            return self._request("POST", "/topology", {"source": source, "filename": filename, "dry_run": dry_run},
+                                 timeout=APPLY_TIMEOUT)
+        except ApiError as error:
+            if error.problems:
+                raise InputError([Problem(**p) for p in error.problems]) from None
+            raise
+
+    def hosts(self) -> list[dict]:
+        return self._request("GET", "/hosts")
+
+    def networks(self) -> list[dict]:
+        return self._request("GET", "/networks")
 
     def flows(self, host: str) -> list[dict]:
         return self._request("GET", f"/hosts/{host}/flows")
@@ -80,6 +133,14 @@ class ApiClient:
         reply = self._request("POST", f"/vms/{name}/exec", {"command": command, "timeout": timeout},
                               timeout=timeout + 15)
         return reply["exit_status"], base64.b64decode(reply["output"])
+
+
+def _problems(response: httpx.Response) -> list[dict]:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        return []
+    return detail.get("problems", []) if isinstance(detail, dict) else []
 
 
 def _detail(response: httpx.Response) -> str:

@@ -12,18 +12,28 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sdnvirt.api.errors import ERROR_RESPONSES, refused, validation_failed
+from sdnvirt.api.event_routes import event_routes
 from sdnvirt.api.fabric_routes import fabric_routes
 from sdnvirt.api.migration_routes import migration_routes
+from sdnvirt.api.topology_routes import topology_routes
 from sdnvirt.api.vm_routes import vm_routes
 from sdnvirt.controller.service import Controller
 
 
 def create_app(controller: Controller) -> FastAPI:
-    app = FastAPI(title="sdnvirt", summary="Migration-aware SDN controller", version="0.1.0")
+    app = FastAPI(title="sdnvirt", summary="Migration-aware SDN controller", version="0.1.0",
+                  responses=ERROR_RESPONSES)
+    app.add_exception_handler(RequestValidationError, validation_failed)
+    app.add_exception_handler(StarletteHTTPException, refused)
+    app.include_router(topology_routes(controller))
     app.include_router(fabric_routes(controller))
     app.include_router(vm_routes(controller))
     app.include_router(migration_routes(controller))
+    app.include_router(event_routes(controller.events))
     return app
 
 

@@ -10,10 +10,12 @@ import argparse
 import sys
 
 from sdnvirt.api.client import ApiError
-from sdnvirt.cli import demo, guest_exec, image, lab, migrate, pipeline, topo, vm
+from sdnvirt.cli import change, demo, events, guest_exec, image, lab, migrate, northbound, pipeline, topo, vm
 from sdnvirt.compute.image import ImageError
 from sdnvirt.lab.lab import LabError
 from sdnvirt.model.problems import InputError
+from sdnvirt.northbound.cluster import ClusterError
+from sdnvirt.northbound.database import NorthboundError
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
@@ -22,7 +24,7 @@ EXIT_BAD_INPUT = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdnvirt", description="Migration-aware SDN controller for KVM/QEMU hosts.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
-    for module in (topo, lab, vm, migrate, guest_exec, image, pipeline, demo):
+    for module in (topo, lab, change, vm, migrate, events, guest_exec, image, pipeline, northbound, demo):
         module.register(verbs)
     return parser
 
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(error, file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (LabError, ApiError, ImageError) as error:
+    except (LabError, ApiError, ImageError, ClusterError, NorthboundError) as error:
         print(f"sdnvirt: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

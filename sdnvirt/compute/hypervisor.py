@@ -32,6 +32,18 @@ _STATES = {
     libvirt.VIR_DOMAIN_PMSUSPENDED: "suspended",
 }
 
+_EVENTS = {
+    libvirt.VIR_DOMAIN_EVENT_DEFINED: "defined",
+    libvirt.VIR_DOMAIN_EVENT_UNDEFINED: "undefined",
+    libvirt.VIR_DOMAIN_EVENT_STARTED: "started",
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "suspended",
+    libvirt.VIR_DOMAIN_EVENT_RESUMED: "resumed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED: "stopped",
+    libvirt.VIR_DOMAIN_EVENT_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: "pm-suspended",
+    libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
+}
+
 _event_loop_lock = threading.Lock()
 _event_loop_running = False
 
@@ -48,6 +60,11 @@ class DomainEvent:
     event: int  # libvirt's VIR_DOMAIN_EVENT_* number
     detail: int
     received: float  # time.monotonic() when the event arrived
+
+    @property
+    def name(self) -> str:
+        """libvirt's lifecycle event, as a word."""
+        return _EVENTS.get(self.event, f"event-{self.event}")
 
     @property
     def resumed(self) -> bool:

@@ -76,6 +76,41 @@ class Machines:
     def _qemu_guests(self) -> list[str]:
         return [name for name, g in self.topology.guests.items() if g.kind == GuestKind.QEMU]
 
+    def use_topology(self, topology: Topology) -> None:
+        """VMs came or went. A VM gone is destroyed and undefined wherever it is; a VM whose
+        definition changed (its NICs) is undefined while off, so its next start defines it anew."""
+        old, self.topology = self.topology, topology
+        now = time.time()
+        for name in self._qemu_guests():
+            self._agent_locks.setdefault(name, threading.Lock())
+            with self._lock:
+                self._states.setdefault(name, MachineState(name, None, "absent", now))
+        for name, guest in old.guests.items():
+            if guest.kind != GuestKind.QEMU or topology.guests.get(name) == guest:
+                continue
+            self._undefine_everywhere(name)
+            if name not in topology.guests:
+                with self._lock:
+                    self._states.pop(name, None)
+                    self._seen.pop(name, None)
+                self._agent_locks.pop(name, None)
+
+    def _undefine_everywhere(self, name: str) -> None:
+        with self._lock:
+            hosts = list(self._seen.get(name, {}))
+        for host in hosts:
+            hypervisor = self.hypervisors.get(host)
+            try:
+                domain = hypervisor.domain(name) if hypervisor is not None and hypervisor.connected else None
+                if domain is None:
+                    continue
+                with libvirt_errors(name):
+                    if domain.isActive():
+                        domain.destroy()
+                    domain.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE)
+            except (HypervisorError, MachineError) as error:  # the host is away: nothing runs it there
+                LOG.warning("vm %s on %s not undefined: %s", name, host, error)
+
     # -- what the hypervisors say -------------------------------------------------------------
 
     def domain_event(self, event: DomainEvent) -> None:

@@ -1,12 +1,7 @@
 import logging
 import os
-import warnings
 
-# Open vSwitch's Python library imports eventlet (only to see whether it is
-# monkey-patched; sdnvirt never patches), which warns about its own deprecation.
-warnings.filterwarnings("ignore", message="\nEventlet is deprecated")
-
-from sdnvirt.controller.daemon import main  # noqa: E402
+from sdnvirt.controller.daemon import main
 
 code = main()
 logging.shutdown()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sdnvirt.compute.hypervisor import libvirt_uri
 from sdnvirt.lab.paths import LabPaths
-from sdnvirt.lab.underlay import management_address
+from sdnvirt.lab.record import LabRecord
 from sdnvirt.model.topology import Topology
 
 
@@ -33,11 +33,14 @@ class HostEndpoints:
 
 
 def lab_endpoints(paths: LabPaths, topology: Topology) -> dict[str, HostEndpoints]:
+    """Read again whenever the topology changes: the lab records a new host's management
+    address before the controller hears of the host."""
+    management = LabRecord.load(paths.record).management
     return {
         name: HostEndpoints(ovsdb=f"unix:{paths.host(name).ovsdb_socket}",
                             openflow_target=f"unix:{paths.host(name).controller_socket}",
                             libvirt=libvirt_uri(paths.host(name).libvirt_socket),
-                            migration_address=str(management_address(topology, name)),
+                            migration_address=management.get(name, ""),
                             vm_files=paths.host(name).vms)
         for name in topology.hosts
     }

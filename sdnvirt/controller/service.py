@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from sdnvirt.compute.hypervisor import DomainEvent, Hypervisor
 from sdnvirt.compute.image import cached_image
 from sdnvirt.compute.machines import MachineError, Machines
 from sdnvirt.controller.endpoints import HostEndpoints
+from sdnvirt.controller.events import EventStream
 from sdnvirt.controller.fabric.bridges import Fabric
 from sdnvirt.controller.fabric.cookies import owner_names
 from sdnvirt.controller.fabric.flow_text import instructions_text, match_text, table_name
@@ -25,10 +27,13 @@ from sdnvirt.controller.fabric.listener import UnixOpenFlowListener
 from sdnvirt.controller.fabric.openflow import read_flow
 from sdnvirt.controller.fabric.openflow_app import FabricApp
 from sdnvirt.controller.fabric.pipeline import Pipeline
-from sdnvirt.controller.migration.migrations import Migrations
+from sdnvirt.controller.migration.migrations import Migration, Migrations
 from sdnvirt.controller.migration.switchover import SwitchedOver, SwitchOver
-from sdnvirt.controller.state import MemoryStore
+from sdnvirt.controller.northbound_store import NorthboundStore
+from sdnvirt.controller.topology_update import checked_changes
+from sdnvirt.model.changes import Change
 from sdnvirt.model.topology import GuestKind, Topology
+from sdnvirt.northbound.database import Northbound
 from sdnvirt.vswitch.integration_bridge import BridgeSettings, ensure_integration_bridge, ensure_tunnels
 from sdnvirt.vswitch.names import datapath_id
 from sdnvirt.vswitch.ovsdb import HostOvsdb
@@ -37,15 +42,24 @@ from sdnvirt.vswitch.ports import HostPorts
 LOG = logging.getLogger(__name__)
 READY_TIMEOUT = 20.0  # seconds to wait for every host's OVSDB before programming anyway
 RECONNECT_DELAY = 1.0
+APPLY_TIMEOUT = 30.0
+
+
+class TopologyNotApplied(RuntimeError):
+    pass
 
 
 class Controller:
-    def __init__(self, topology: Topology, endpoints: dict[str, HostEndpoints], pipeline: Pipeline,
-                 openflow_socket: Path):
+    def __init__(self, northbound: Northbound, endpoints: Callable[[Topology], dict[str, HostEndpoints]],
+                 pipeline: Pipeline, openflow_socket: Path):
+        topology = northbound.topology()
         self.topology = topology
-        self.endpoints = endpoints
+        self.northbound = northbound
+        self._endpoints_of = endpoints
+        self.endpoints = endpoints(topology)
         self.pipeline = pipeline
-        self.store = MemoryStore(topology)
+        self.events = EventStream()
+        self.store = NorthboundStore(northbound, topology)
         self.fabric = Fabric(self.store, pipeline, self._mark_ready)
         self._marked: dict[str, set[tuple[str, int]]] = {h: set() for h in topology.hosts}
         self._markers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ready-markers")
@@ -55,24 +69,41 @@ class Controller:
         self._lock = threading.Lock()
         self._owners = owner_names(topology)
         self.started_at = time.time()
-        has_vms = any(g.kind == GuestKind.QEMU for g in topology.guests.values())
-        self.hypervisors = {host: Hypervisor(host, endpoint.libvirt, self._domain_event)
-                            for host, endpoint in endpoints.items()} if has_vms else {}
+        self.hypervisors: dict[str, Hypervisor] = {}
+        self._add_hypervisors(topology)
         self.machines = Machines(topology, self.hypervisors, self._domain_files)
         self.switch_over = SwitchOver(self.store, self.fabric, self._switched)
         self.migrations = Migrations(topology, self.machines, self.hypervisors, self._domain_files,
-                                     {h: e.migration_address for h, e in endpoints.items()},
-                                     self.switch_over, self._active_host)
+                                     {h: e.migration_address for h, e in self.endpoints.items()},
+                                     self.switch_over, self.store.view, northbound.migrations(),
+                                     self._persist_migration)
+        self.generation = northbound.generation()
+        self._applying = threading.Lock()
+        self._topology_written = threading.Condition()
+        self._topology_wanted = threading.Event()
+        northbound.watch(self._northbound_changed)
 
     def start(self) -> None:
         self._start_openflow()
         for host in sorted(self.topology.hosts):
-            threading.Thread(target=self._attach_host, args=(host,), name=f"attach-{host}", daemon=True).start()
-        for host, hypervisor in self.hypervisors.items():
-            threading.Thread(target=hypervisor.connect_forever, name=f"libvirt-{host}", daemon=True).start()
+            self._attach_in_background(host)
+        for hypervisor in self.hypervisors.values():
+            threading.Thread(target=hypervisor.connect_forever, name=f"libvirt-{hypervisor.host}",
+                             daemon=True).start()
         timer = threading.Timer(READY_TIMEOUT, self._ready_anyway)
         timer.daemon = True
         timer.start()
+        threading.Thread(target=self._follow_topology, name="topology", daemon=True).start()
+        self.migrations.recover()
+
+    def _add_hypervisors(self, topology: Topology) -> list[Hypervisor]:
+        """A libvirt connection to every host, once the topology has a qemu guest at all."""
+        if not any(g.kind == GuestKind.QEMU for g in topology.guests.values()):
+            return []
+        added = [Hypervisor(host, self.endpoints[host].libvirt, self._domain_event)
+                 for host in sorted(topology.hosts) if host not in self.hypervisors]
+        self.hypervisors.update({h.host: h for h in added})
+        return added
 
     def _start_openflow(self) -> None:
         manager = app_manager.AppManager.get_instance()
@@ -82,17 +113,20 @@ class Controller:
         manager.applications[FabricApp.__name__].handle_in_receive_threads()
         self.listener.start()
 
+    def _attach_in_background(self, host: str) -> None:
+        threading.Thread(target=self._attach_host, args=(host,), name=f"attach-{host}", daemon=True).start()
+
     def _attach_host(self, host: str) -> None:
-        """Connect to a host's OVSDB (retrying while it is away), then shape its bridge."""
+        """Connect to a host's OVSDB (retrying while it is away, and while the host is
+        in the topology), then shape its bridge."""
         endpoint = self.endpoints[host]
-        while True:
+        while host in self.topology.hosts:
             ovsdb = HostOvsdb(host, endpoint.ovsdb, self._ports_seen)
             try:
                 ovsdb.start()
                 ensure_integration_bridge(ovsdb.api, BridgeSettings(datapath_id(self.topology.name, host),
                                                                     endpoint.openflow_target))
-                ensure_tunnels(ovsdb.api, {name: str(h.address) for name, h in self.topology.hosts.items()
-                                           if name != host})
+                ensure_tunnels(ovsdb.api, self._tunnel_remotes(host))
                 self.ovsdbs[host] = ovsdb
                 LOG.info("host %s: OVSDB %s attached", host, endpoint.ovsdb)
                 return
@@ -101,14 +135,34 @@ class Controller:
                 ovsdb.stop()
                 time.sleep(RECONNECT_DELAY)
 
+    def _tunnel_remotes(self, host: str) -> dict[str, str]:
+        return {name: str(h.address) for name, h in self.topology.hosts.items() if name != host}
+
     def _ports_seen(self, ports: HostPorts) -> None:
+        if ports.host not in self.topology.hosts:
+            return  # a host being removed
+        before = self.store.view().ports.get(ports.host)
         self.fabric.apply(self.store.set_host_ports(ports))
+        self._publish_bindings(ports.host, before.bindings if before else (), ports.bindings)
         with self._lock:
             self._heard_from.add(ports.host)
             everyone = self._heard_from >= set(self.topology.hosts)
         if everyone and not self.fabric.ready.is_set():
             LOG.info("every host's ports are known: programming bridges")
             self.fabric.ready.set()
+
+    def _publish_bindings(self, host: str, before, after) -> None:
+        def keyed(bindings) -> dict:
+            return {(b.port_id, b.interface, b.ofport): b for b in bindings}
+
+        old, new = keyed(before), keyed(after)
+        ports = self.store.view().logical_ports
+        for action, keys in (("bound", new.keys() - old.keys()), ("unbound", old.keys() - new.keys())):
+            for port_id, interface, ofport in sorted(keys):
+                port = ports.get(port_id)
+                self.events.publish("binding", {"action": action, "host": host, "port": port_id,
+                                                "guest": port.guest if port else None,
+                                                "interface": interface, "ofport": ofport})
 
     def _mark_ready(self, host: str, programmed: frozenset) -> None:
         """Tell the host (its OVSDB) which VM interfaces its bridge now holds the flows of;
@@ -139,6 +193,8 @@ class Controller:
 
     def _domain_event(self, event: DomainEvent) -> None:
         self.machines.domain_event(event)
+        self.events.publish("vm", {"vm": event.domain, "host": event.host, "event": event.name,
+                                   "state": event.state})
         if event.resumed:
             self.migrations.resumed(event.domain, event.host, event.received)
             self.switch_over.vm_resumed(event.domain, event.host, event.received)
@@ -147,12 +203,102 @@ class Controller:
             if migration is not None and migration.source == event.host:
                 self.switch_over.source_paused(event.domain, migration.destination, event.received)
 
+    # -- a new desired topology ---------------------------------------------------------------
+
+    def apply_topology(self, text: str, filename: str, dry_run: bool = False) -> tuple[int, list[Change]]:
+        """Check an edited topology file against what runs, write it to the database, and
+        wait until the fabric follows; its generation and what changed."""
+        with self._applying:
+            running = {m.vm for m in self.migrations.list() if m.state == "running"}
+            new, changes = checked_changes(self.topology, text, filename, self.store.view(),
+                                         lambda vm: self.machines.state(vm).state, running)
+            if dry_run or not changes:
+                return self.generation, changes
+            generation = self.northbound.load_topology(new, text)
+            if not self.wait_for_generation(generation, APPLY_TIMEOUT):
+                raise TopologyNotApplied(f"topology generation {generation} is in the database but the "
+                                         f"controller did not apply it within {APPLY_TIMEOUT:.0f}s")
+            return generation, changes
+
+    def _northbound_changed(self, table: str) -> None:
+        if table == "Topology":
+            self._topology_wanted.set()
+
+    def _follow_topology(self) -> None:
+        """Make the fabric follow the database's topology whenever someone changes it."""
+        while True:
+            self._topology_wanted.wait()
+            self._topology_wanted.clear()
+            topology, generation = self.northbound.topology(), self.northbound.generation()
+            if topology is not None and topology != self.topology:
+                try:
+                    self.use_topology(topology)
+                except Exception as error:  # keep following: the next change may repair what this one broke
+                    LOG.exception("applying topology generation %s failed", generation)
+                    self.events.publish("topology", {"generation": generation, "applied": False,
+                                                     "error": str(error)})
+                else:
+                    self.events.publish("topology", {"generation": generation, "applied": True,
+                                                     "hosts": sorted(topology.hosts)})
+            with self._topology_written:
+                self.generation = max(self.generation, generation)
+                self._topology_written.notify_all()
+
+    def wait_for_generation(self, generation: int, timeout: float) -> bool:
+        """Until the controller runs the database's topology of that generation (or a later one)."""
+        deadline = time.monotonic() + timeout
+        with self._topology_written:
+            while self.generation < generation:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._topology_written.wait(remaining)
+        return True
+
+    def use_topology(self, topology: Topology) -> None:
+        """Hosts, networks and guests came or went: follow, touching only what changed."""
+        old = self.topology
+        added = sorted(set(topology.hosts) - set(old.hosts))
+        removed = sorted(set(old.hosts) - set(topology.hosts))
+        self.endpoints = self._endpoints_of(topology)
+        self.topology = topology
+        self._owners = owner_names(topology)
+        for host in added:
+            self._marked[host] = set()
+        self.machines.use_topology(topology)
+        self.migrations.use_topology(topology, {h: e.migration_address for h, e in self.endpoints.items()})
+        self.fabric.use_hosts(topology)
+        self.fabric.apply(self.store.set_topology(topology))
+        for host in removed:
+            ovsdb = self.ovsdbs.pop(host, None)
+            if ovsdb is not None:
+                ovsdb.stop()
+            hypervisor = self.hypervisors.pop(host, None)
+            if hypervisor is not None:
+                hypervisor.stop()
+            self._heard_from.discard(host)
+        for hypervisor in self._add_hypervisors(topology):
+            threading.Thread(target=hypervisor.connect_forever, name=f"libvirt-{hypervisor.host}",
+                             daemon=True).start()
+        for host, ovsdb in list(self.ovsdbs.items()):
+            try:
+                ensure_tunnels(ovsdb.api, self._tunnel_remotes(host))
+            except Exception as error:  # the host is away: its next attach makes the tunnels
+                LOG.warning("host %s: tunnels not updated: %s", host, error)
+        for host in added:
+            self._attach_in_background(host)
+        LOG.info("topology applied: hosts +%s -%s", added, removed)
+
     def _switched(self, event: SwitchedOver) -> None:
         self.migrations.switched(event)
+        self.events.publish("switch-over", {"vm": event.vm, "host": event.host, "ports": list(event.ports),
+                                            "trigger": event.trigger, "latency_ms": round(event.latency_ms, 2),
+                                            "flow_mods": event.flow_mods})
 
-    def _active_host(self, guest: str) -> str | None:
-        view = self.store.view()
-        return view.active.get(self.topology.guests[guest].nics[0].port_id)
+    def _persist_migration(self, migration: Migration) -> None:
+        report = migration.report()
+        self.events.publish("migration", report)
+        self.store.write(lambda: self.northbound.save_migration(migration.id, report))
 
     def _domain_files(self, host: str, vm: str) -> DomainFiles:
         image = cached_image()

@@ -160,13 +160,22 @@ class StateStore(Protocol):
     def activate(self, port_ids: list[str], host: str) -> ViewChange:
         """Make the ports active on `host`, where they must be bound (a switch-over)."""
 
+    def set_topology(self, topology: Topology) -> ViewChange:
+        """Replace the desired topology."""
+
 
 class MemoryStore:
-    """The in-memory StateStore."""
+    """The in-memory StateStore.
 
-    def __init__(self, topology: Topology):
+    `remembered` is where ports were active before this store began (a restarted
+    controller reads it from the database): a port that turns out bound there is
+    active there, which matters while it is bound on two hosts.
+    """
+
+    def __init__(self, topology: Topology, remembered: dict[str, str] | None = None):
         self._lock = threading.Lock()
         self._view = FabricView(topology)
+        self._remembered = dict(remembered or {})
 
     def view(self) -> FabricView:
         with self._lock:
@@ -177,10 +186,16 @@ class MemoryStore:
             old = self._view
             if old.ports.get(ports.host) == ports:
                 return ViewChange(old, frozenset())
-            every = {**old.ports, ports.host: ports}
-            placed = FabricView(old.topology, every)
-            self._view = FabricView(old.topology, every, resolve_active(old.active, placed.placements))
+            self._view = self._placed(old.topology, {**old.ports, ports.host: ports})
             return changes_between(old, self._view)
+
+    def set_topology(self, topology: Topology) -> ViewChange:
+        """A new desired topology (a change applied): everything is compiled again, and
+        only what differs is sent. Ports of hosts gone from it are forgotten."""
+        with self._lock:
+            ports = {h: p for h, p in self._view.ports.items() if h in topology.hosts}
+            self._view = self._placed(topology, ports)
+            return ViewChange(self._view, None)
 
     def activate(self, port_ids: list[str], host: str) -> ViewChange:
         with self._lock:
@@ -190,3 +205,7 @@ class MemoryStore:
                 return ViewChange(old, frozenset())
             self._view = FabricView(old.topology, old.ports, {**old.active, **moved})
             return changes_between(old, self._view)
+
+    def _placed(self, topology: Topology, ports: dict[str, HostPorts]) -> FabricView:
+        placements = FabricView(topology, ports).placements
+        return FabricView(topology, ports, resolve_active({**self._remembered, **self._view.active}, placements))

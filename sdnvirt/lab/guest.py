@@ -27,9 +27,22 @@ class NetnsGuest:
     def build(self, record: LabRecord) -> None:
         netns.create(record, self.namespace)
         for nic in self.guest.nics:
-            self._plug(nic)
+            self.plug(nic)
 
-    def _plug(self, nic: Nic) -> None:
+    def remove(self, record: LabRecord) -> None:
+        """Unplugged from the bridge first, so the controller sees the ports go at once."""
+        for nic in self.guest.nics:
+            self.unplug(nic)
+        netns.remove(self.namespace)
+        record.forget_namespace(self.namespace)
+
+    def unplug(self, nic: Nic) -> None:
+        vif = naming.vif_name(nic.port_id)
+        self.host.openvswitch.vsctl("--if-exists", "del-port", INTEGRATION_BRIDGE, vif)
+        with NetworkNamespace(self.host.namespace) as host_ns:
+            host_ns.delete_link(vif)
+
+    def plug(self, nic: Nic) -> None:
         vif = naming.vif_name(nic.port_id)
         inside = naming.guest_nic_name(nic.index)
         network = self.topology.networks[nic.network]

@@ -10,34 +10,37 @@ controller's to make.
 from __future__ import annotations
 
 import os
+import time
 
 from sdnvirt.lab import naming, netns
 from sdnvirt.lab.libvirtd import HostLibvirtd
 from sdnvirt.lab.netns import NetworkNamespace
 from sdnvirt.lab.openvswitch import HostOpenvswitch
 from sdnvirt.lab.paths import LabPaths
-from sdnvirt.lab.process import run_in_namespace
+from sdnvirt.lab.process import LabProcessError, run_in_namespace
 from sdnvirt.lab.record import LabRecord
-from sdnvirt.lab.underlay import UNDERLAY_MTU, management_address, plug_host, plug_management
-from sdnvirt.model.topology import GuestKind, Host, Topology
+from sdnvirt.lab.underlay import UNDERLAY_MTU, plug_host, plug_management
+from sdnvirt.model.topology import GuestKind, Host, Segment, Topology
 from sdnvirt.vswitch.names import UNDERLAY_BRIDGE
+
+TUNNEL_LISTEN_WAIT = 5.0  # seconds
 
 
 class LabHost:
-    def __init__(self, topology: Topology, host: Host, paths: LabPaths):
+    def __init__(self, topology: Topology, host: Host, paths: LabPaths, management: str):
         self.topology = topology
         self.host = host
+        self.management = management  # its address on the management network
         self.namespace = naming.host_namespace(topology.name, host.name)
         self.paths = paths.host(host.name)
         self.lab_paths = paths
         self.openvswitch = HostOpenvswitch(host.name, self.namespace, self.paths)
-        self.libvirtd = HostLibvirtd(host.name, self.namespace, self.paths,
-                                     str(management_address(topology, host.name)))
+        self.libvirtd = HostLibvirtd(host.name, self.namespace, self.paths, management)
 
     def build(self, record: LabRecord) -> None:
         netns.create(record, self.namespace)
         plug_host(self.topology, self.host, self.namespace, naming.UNDERLAY_NIC)
-        plug_management(self.topology, self.host, self.namespace)
+        plug_management(self.topology, self.host, self.namespace, self.management)
         self.openvswitch.start(record)
         self._connect_underlay()
         # ovs-vswitchd only dials unix controllers inside its own run folder.
@@ -57,13 +60,35 @@ class LabHost:
             ns.bring_up(nic, arp=False)
             ns.bring_up(UNDERLAY_BRIDGE, mtu=UNDERLAY_MTU)
             ns.add_address(UNDERLAY_BRIDGE, str(self.host.address), segment.subnet.prefixlen)
-            for other in self.topology.segments.values():
-                if other.name != segment.name:
-                    ns.add_route(str(other.subnet), str(segment.gateway))
-        # The userspace datapath routes tunnels with its own table.
         for other in self.topology.segments.values():
-            if other.name != segment.name:
-                self.openvswitch.appctl("ovs/route/add", str(other.subnet), UNDERLAY_BRIDGE, str(segment.gateway))
+            self.route_to(other)
+
+    def route_to(self, other: Segment) -> None:
+        """Another segment is reached through this segment's router, by the kernel and by the
+        userspace datapath, which routes tunnels with its own table."""
+        segment = self.topology.segments[self.host.segment]
+        if other.name == segment.name:
+            return
+        with NetworkNamespace(self.namespace) as ns:
+            ns.add_route(str(other.subnet), str(segment.gateway))
+        self.openvswitch.appctl("ovs/route/add", str(other.subnet), UNDERLAY_BRIDGE, str(segment.gateway))
+
+    def unroute(self, other: Segment) -> None:
+        """In this order: deleting a route from Open vSwitch's table also stops its userspace
+        datapath from terminating tunnels on br-phy's address; the kernel's route change
+        that follows makes it re-read its routes and listen there again."""
+        self.openvswitch.appctl("ovs/route/del", str(other.subnet))
+        with NetworkNamespace(self.namespace) as ns:
+            ns.delete_route(str(other.subnet))
+        deadline = time.monotonic() + TUNNEL_LISTEN_WAIT
+        while not self._terminates_tunnels():
+            if time.monotonic() > deadline:
+                raise LabProcessError(f"{self.host.name}: Open vSwitch no longer terminates tunnels on "
+                                      f"{self.host.address} after the route to {other.name} went")
+            time.sleep(0.05)
+
+    def _terminates_tunnels(self) -> bool:
+        return str(self.host.address) in self.openvswitch.appctl("tnl/ports/show", "-v")
 
     def unreachable_peers(self) -> list[str]:
         """Other hosts that do not answer a ping over the underlay (all pinged at once)."""

@@ -21,12 +21,14 @@ from sdnvirt.lab import naming, netns, netns_migration
 from sdnvirt.lab.guest import NetnsGuest
 from sdnvirt.lab.host import LabHost
 from sdnvirt.lab.libvirtd import stop_domains
+from sdnvirt.lab.northbound import NORTHBOUND, northbound_remote, start_northbound
 from sdnvirt.lab.paths import SUN_PATH_MAX, LabPaths, labs_root
 from sdnvirt.lab.process import LabProcessError, control_plane, is_running, start_background, stop
 from sdnvirt.lab.record import LabRecord
-from sdnvirt.lab.underlay import build_underlay, gateway_macs
+from sdnvirt.lab.underlay import build_underlay, gateway_macs, management_address
 from sdnvirt.model.loader import load_topology
 from sdnvirt.model.topology import GuestKind, Topology
+from sdnvirt.northbound.database import Northbound
 from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
 
 CONTROLLER = "controller"
@@ -57,8 +59,13 @@ class Lab:
     def name(self) -> str:
         return self.topology.name
 
-    def hosts(self) -> dict[str, LabHost]:
-        return {name: LabHost(self.topology, host, self.paths) for name, host in self.topology.hosts.items()}
+    def hosts(self, record: LabRecord | None = None, topology: Topology | None = None) -> dict[str, LabHost]:
+        """The lab's hosts (or those of another topology of it, while it changes); `record`:
+        the one being written now, so that new management addresses go into it."""
+        record = record or LabRecord.load(self.paths.record)
+        topology = topology or self.topology
+        return {name: LabHost(topology, host, self.paths, management_address(record, name))
+                for name, host in topology.hosts.items()}
 
     def guests(self) -> dict[str, NetnsGuest]:
         hosts = self.hosts()
@@ -84,13 +91,13 @@ class Lab:
         record.save()
         try:
             build_underlay(self.topology, record)
-            hosts = self.hosts()
+            hosts = self.hosts(record)
             for host in hosts.values():
                 host.build(record)
-            self._check_underlay(hosts)
-            self._teach_tunnel_neighbours(hosts)
-            self._start_controller(record)
-            self._wait_for_bridges()
+            self.check_underlay(hosts)
+            self.teach_tunnel_neighbours(hosts)
+            self._start_control_plane(record, source.read_text())
+            self.wait_for_bridges(list(self.topology.hosts))
             for guest in self.guests().values():
                 guest.build(record)
             self._start_vms()
@@ -125,8 +132,17 @@ class Lab:
                 + [naming.host_namespace(lab, h) for h in self.topology.hosts]
                 + [naming.guest_namespace(lab, g) for g in self.topology.guests])
 
-    def _start_controller(self, record: LabRecord) -> None:
-        netns.create(record, naming.controller_namespace(self.name))
+    def _start_control_plane(self, record: LabRecord, source: str) -> None:
+        """The northbound database, filled with the topology, then the controller that reads it."""
+        namespace = naming.controller_namespace(self.name)
+        netns.create(record, namespace)
+        start_northbound(self.paths, namespace, record)
+        northbound = Northbound(northbound_remote(self.paths))
+        northbound.connect()
+        try:
+            northbound.load_topology(self.topology, source)
+        finally:
+            northbound.close()
         self._launch_controller(record)
 
     def _launch_controller(self, record: LabRecord) -> None:
@@ -144,15 +160,16 @@ class Lab:
         raise LabError(f"the controller did not answer within {CONTROLLER_START_TIMEOUT:.0f}s; "
                        f"see {self.paths.controller_log}")
 
-    def stop_process(self, name: str) -> None:
-        """Stop one of the lab's daemons (e.g. `hv1/libvirtd`, `controller`), by its recorded pid."""
+    def stop_process(self, name: str, kill: bool = False) -> None:
+        """Stop one of the lab's daemons (e.g. `hv1/libvirtd`, `controller`), by its recorded pid;
+        `kill` sends SIGKILL at once, as a crash would."""
         record = LabRecord.load(self.paths.record)
         found = [p for p in record.processes if p.name == name]
         if not found:
             raise LabError(f"lab {self.name} runs no process {name!r} "
                            f"(it runs: {', '.join(p.name for p in record.processes)})")
         for process in found:
-            stop(process)
+            stop(process, kill=kill)
         record.forget_process(name)
 
     def start_process(self, name: str) -> None:
@@ -163,7 +180,9 @@ class Lab:
         record.forget_process(name)
         host_name, _, daemon = name.rpartition("/")
         host = self.hosts().get(host_name)
-        starters = {"controller": lambda: self._launch_controller(record)}
+        starters = {CONTROLLER: lambda: self._launch_controller(record),
+                    NORTHBOUND: lambda: start_northbound(self.paths, naming.controller_namespace(self.name),
+                                                         record, create=False)}
         if host is not None:
             starters.update({
                 f"{host_name}/ovsdb-server": lambda: host.openvswitch.start_ovsdb_server(record),
@@ -174,11 +193,11 @@ class Lab:
             raise LabError(f"lab {self.name} has no process {name!r} to start")
         starters[name]()
 
-    def restart_process(self, name: str) -> None:
-        self.stop_process(name)
+    def restart_process(self, name: str, kill: bool = False) -> None:
+        self.stop_process(name, kill=kill)
         self.start_process(name)
 
-    def _check_underlay(self, hosts: dict[str, LabHost]) -> None:
+    def check_underlay(self, hosts: dict[str, LabHost]) -> None:
         """Every host reaches every other over the underlay."""
         with ThreadPoolExecutor(max_workers=8) as pool:
             missing = dict(zip(hosts, pool.map(lambda h: hosts[h].unreachable_peers(), hosts), strict=True))
@@ -186,7 +205,7 @@ class Lab:
         if unreachable:
             raise LabError(f"the underlay does not connect {', '.join(unreachable)}")
 
-    def _teach_tunnel_neighbours(self, hosts: dict[str, LabHost]) -> None:
+    def teach_tunnel_neighbours(self, hosts: dict[str, LabHost]) -> None:
         gateways = gateway_macs(self.topology)
         macs = {name: host.underlay_mac() for name, host in hosts.items()}
         for name, host in hosts.items():
@@ -196,11 +215,11 @@ class Lab:
                                if other.segment == segment.name and other.name != name})
             host.set_tunnel_neighbours(neighbours)
 
-    def _wait_for_bridges(self) -> None:
+    def wait_for_bridges(self, hosts: list[str]) -> None:
         """Guests plug into br-int, which the controller makes, with its tunnels, on each host."""
         peers = len(self.topology.hosts) - 1
         deadline = time.monotonic() + CONTROLLER_START_TIMEOUT
-        waiting = set(self.topology.hosts)
+        waiting = set(hosts)
         while waiting and time.monotonic() < deadline:
             hosts = self.api().status()["hosts"]
             waiting = {h for h in waiting if not (hosts[h]["ovsdb_connected"] and hosts[h]["tunnels"] == peers)}

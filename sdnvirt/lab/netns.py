@@ -60,8 +60,17 @@ class NetworkNamespace:
     def add_address(self, ifname: str, address: str, prefixlen: int) -> None:
         self._ipr.addr("add", index=self._index(ifname), address=address, prefixlen=prefixlen)
 
+    def delete_link(self, ifname: str) -> None:
+        """Remove a link (a veth takes its peer along), if it is there."""
+        found = self._ipr.link_lookup(ifname=ifname)
+        if found:
+            self._ipr.link("del", index=found[0])
+
     def add_route(self, destination: str, gateway: str) -> None:
         self._ipr.route("add", dst=destination, gateway=gateway)
+
+    def delete_route(self, destination: str) -> None:
+        self._ipr.route("del", dst=destination)
 
     def forget_neighbours(self) -> None:
         """Empty the ARP cache (the kernel's one table is shared by every namespace)."""

@@ -102,6 +102,15 @@ class LabPaths:
         return self.root / "api.sock"
 
     @property
+    def northbound(self) -> Path:
+        """The northbound database server's folder: its file, socket, pid file and log."""
+        return self.root / "nb"
+
+    @property
+    def northbound_socket(self) -> Path:
+        return self.northbound / "nb.sock"
+
+    @property
     def controller_pidfile(self) -> Path:
         return self.root / "controller.pid"
 
@@ -114,7 +123,7 @@ class LabPaths:
 
     def longest_socket(self, hosts: list[str], guests: list[str]) -> Path:
         """The longest unix socket path the lab will make (a guest may move to any host)."""
-        candidates = [self.openflow_socket, self.api_socket]
+        candidates = [self.openflow_socket, self.api_socket, self.northbound_socket]
         for h in hosts:
             paths = self.host(h)
             candidates += [paths.controller_socket, paths.bridge_mgmt("br-int"), paths.libvirt_socket]

@@ -88,9 +88,10 @@ def start_background(name: str, namespace: str | None, argv: list[str], pidfile:
     return ProcessRecord(name=name, pid=proc.pid, start_time=began, pidfile=str(pidfile))
 
 
-def stop(process: ProcessRecord, timeout: float = 10) -> None:
-    """SIGTERM, a bounded wait, then SIGKILL; only if it is still the process we started."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+def stop(process: ProcessRecord, timeout: float = 10, kill: bool = False) -> None:
+    """SIGTERM, a bounded wait, then SIGKILL (only SIGKILL with `kill`: a crash, for the
+    fault tests); only if it is still the process we started."""
+    for sig in (signal.SIGKILL,) if kill else (signal.SIGTERM, signal.SIGKILL):
         if not is_running(process):
             break
         try:

@@ -28,6 +28,7 @@ class LabRecord:
     path: Path
     namespaces: list[str] = field(default_factory=list)
     processes: list[ProcessRecord] = field(default_factory=list)
+    management: dict[str, str] = field(default_factory=dict)  # host -> its management address
     complete: bool = False
 
     @classmethod
@@ -38,6 +39,7 @@ class LabRecord:
             path=path,
             namespaces=list(data["namespaces"]),
             processes=[ProcessRecord(**p) for p in data["processes"]],
+            management=dict(data["management"]),
             complete=data["complete"],
         )
 
@@ -46,6 +48,7 @@ class LabRecord:
             "name": self.name,
             "namespaces": self.namespaces,
             "processes": [asdict(p) for p in self.processes],
+            "management": self.management,
             "complete": self.complete,
         }
         tmp = self.path.with_suffix(".tmp")
@@ -54,6 +57,10 @@ class LabRecord:
 
     def add_namespace(self, name: str) -> None:
         self.namespaces.append(name)
+        self.save()
+
+    def forget_namespace(self, name: str) -> None:
+        self.namespaces = [n for n in self.namespaces if n != name]
         self.save()
 
     def add_process(self, process: ProcessRecord) -> None:

@@ -13,12 +13,12 @@ in the userspace datapath.
 
 from __future__ import annotations
 
-from netaddr import IPAddress, IPNetwork
+from netaddr import IPNetwork
 
 from sdnvirt.lab import naming, netns
 from sdnvirt.lab.netns import NetworkNamespace
 from sdnvirt.lab.record import LabRecord
-from sdnvirt.model.topology import Host, Topology
+from sdnvirt.model.topology import Host, Segment, Topology
 
 UNDERLAY_MTU = 9000  # jumbo frames, so VXLAN adds no fragmentation to guest MTU 1500
 MANAGEMENT_SUBNET = IPNetwork("198.18.0.0/16")  # RFC 2544's benchmarking range: never routed anywhere
@@ -29,14 +29,25 @@ MANAGEMENT_NIC = "mgmt0"
 def build_underlay(topology: Topology, record: LabRecord) -> None:
     name = naming.fabric_namespace(topology.name)
     netns.create(record, name, forwarding=True)
+    for segment in topology.segments.values():
+        add_segment(topology, segment)
     with NetworkNamespace(name) as ns:
-        for segment in topology.segments.values():
-            bridge = naming.segment_bridge(segment.name)
-            ns.add_bridge(bridge, mtu=UNDERLAY_MTU)
-            ns.bring_up(bridge)
-            ns.add_address(bridge, str(segment.gateway), segment.subnet.prefixlen)
         ns.add_bridge(MANAGEMENT_BRIDGE, mtu=UNDERLAY_MTU)
         ns.bring_up(MANAGEMENT_BRIDGE)
+
+
+def add_segment(topology: Topology, segment: Segment) -> None:
+    """The segment's L2 domain, with the router's leg in it."""
+    with NetworkNamespace(naming.fabric_namespace(topology.name)) as ns:
+        bridge = naming.segment_bridge(segment.name)
+        ns.add_bridge(bridge, mtu=UNDERLAY_MTU)
+        ns.bring_up(bridge)
+        ns.add_address(bridge, str(segment.gateway), segment.subnet.prefixlen)
+
+
+def remove_segment(topology: Topology, segment: str) -> None:
+    with NetworkNamespace(naming.fabric_namespace(topology.name)) as ns:
+        ns.delete_link(naming.segment_bridge(segment))
 
 
 def plug_host(topology: Topology, host: Host, host_namespace: str, host_nic: str) -> None:
@@ -48,12 +59,17 @@ def plug_host(topology: Topology, host: Host, host_namespace: str, host_nic: str
         fabric.bring_up(uplink)
 
 
-def management_address(topology: Topology, host: str) -> IPAddress:
-    """A host's address on the management network, by its place in the topology."""
-    return MANAGEMENT_SUBNET[sorted(topology.hosts).index(host) + 1]
+def management_address(record: LabRecord, host: str) -> str:
+    """A host's address on the management network: the lowest free one when it is new,
+    the same for as long as the lab has the host (hosts come and go with `apply`)."""
+    if host not in record.management:
+        taken = set(record.management.values())
+        record.management[host] = next(str(a) for a in MANAGEMENT_SUBNET.iter_hosts() if str(a) not in taken)
+        record.save()
+    return record.management[host]
 
 
-def plug_management(topology: Topology, host: Host, host_namespace: str) -> None:
+def plug_management(topology: Topology, host: Host, host_namespace: str, address: str) -> None:
     uplink = naming.management_uplink(host.name)
     with NetworkNamespace(naming.fabric_namespace(topology.name)) as fabric:
         fabric.add_veth(uplink, host_namespace, MANAGEMENT_NIC, mtu=UNDERLAY_MTU)
@@ -61,7 +77,7 @@ def plug_management(topology: Topology, host: Host, host_namespace: str) -> None
         fabric.bring_up(uplink)
     with NetworkNamespace(host_namespace) as ns:
         ns.bring_up(MANAGEMENT_NIC)
-        ns.add_address(MANAGEMENT_NIC, str(management_address(topology, host.name)), MANAGEMENT_SUBNET.prefixlen)
+        ns.add_address(MANAGEMENT_NIC, address, MANAGEMENT_SUBNET.prefixlen)
 
 
 def gateway_macs(topology: Topology) -> dict[str, str]:

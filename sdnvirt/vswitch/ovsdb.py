@@ -34,8 +34,9 @@ class _WatchedIdl(connection.OvsdbIdl):
             self.on_change()
 
 
-class _HostApi(impl_idl.OvsdbIdl):
-    """ovsdbapp keeps one connection per API class; here each host's API keeps its own."""
+class OwnConnection:
+    """ovsdbapp keeps one connection per API class; sdnvirt talks to many servers of one
+    schema (every host's Open_vSwitch), so each API object keeps its own."""
 
     @property
     def ovsdb_connection(self) -> connection.Connection:
@@ -44,6 +45,10 @@ class _HostApi(impl_idl.OvsdbIdl):
     @ovsdb_connection.setter
     def ovsdb_connection(self, value: connection.Connection) -> None:
         self._connection = value
+
+
+class _HostApi(OwnConnection, impl_idl.OvsdbIdl):
+    pass
 
 
 class HostOvsdb:

@@ -12,7 +12,7 @@ from scapy.layers.l2 import ARP, Ether
 from sdnvirt.cli.migrate import run_migration
 from sdnvirt.controller.fabric.cookies import owner_cookie
 
-from guests import listen, nic, on_guest, ping, wait_until
+from guests import listen, nic, on_guest, ping, vm_ping, wait_until
 from labs import build_lab
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
@@ -26,12 +26,6 @@ def lab():
 def where(lab, vm: str) -> tuple[str, str]:
     state = lab.api().vm(vm)
     return state["host"], state["state"]
-
-
-def vm_ping(lab, vm: str, address: str, count: int = 3) -> int:
-    _, output = lab.api().exec(vm, ["ping", "-c", str(count), "-W", "1", address], timeout=count + 10)
-    summary = next(line for line in output.decode().splitlines() if "packets received" in line)
-    return int(summary.split(",")[1].split()[0])
 
 
 def port_flows(lab, host: str, vm: str, index: int = 0) -> list[str]:
@@ -182,7 +176,9 @@ def test_a_netns_guest_migrates_the_same_way(lab):
     report = run_migration(lab, "watcher", "hv3", probe="prober")
     assert report["result"] == "completed" and report["kind"] == "netns", report
     assert report["trigger"] == "lab-switch" and report["hypervisor_downtime_ms"] < 100
-    assert report["probe_duplicates"] == 0 and report["probe_lost"] <= 3
+    # the probe sends every 5 ms: it may lose what falls into the guest's pause, and no more
+    assert report["probe_duplicates"] == 0
+    assert report["probe_lost"] <= report["hypervisor_downtime_ms"] / 5 + 2, report
     assert lab.api().vm("watcher")["host"] == "hv3"
     assert ping(lab, "prober", str(watcher.ip)) == 3
     assert vm_ping(lab, "vm1", str(watcher.ip)) == 3

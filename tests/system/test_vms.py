@@ -13,14 +13,7 @@ from sdnvirt.api.client import ApiError
 from sdnvirt.controller.fabric.cookies import owner_cookie
 from sdnvirt.lab.reachability import Endpoint, format_matrix, measure, measure_pairs
 
-from guests import nic, ping, wait_until
-
-
-def vm_ping(lab, vm: str, address: str, count: int = 3) -> int:
-    """Replies to `count` pings sent from inside a qemu guest (through its agent)."""
-    status, output = lab.api().exec(vm, ["ping", "-c", str(count), "-W", "1", address], timeout=count + 10)
-    summary = next(line for line in output.decode().splitlines() if "packets received" in line)
-    return int(summary.split(",")[1].split()[0])
+from guests import nic, ping, vm_ping, wait_until
 
 
 def flows_of(lab, host: str, guest: str) -> list[str]:

@@ -19,6 +19,7 @@ from sdnvirt.controller.fabric.compiler import compile_host, compile_owner
 from sdnvirt.controller.fabric.pipeline import Pipeline
 from sdnvirt.controller.fabric.sync import Compiler, SwitchSync
 from sdnvirt.controller.state import OwnerKey, StateStore, ViewChange
+from sdnvirt.model.topology import Topology
 from sdnvirt.vswitch.names import datapath_id
 
 LOG = logging.getLogger(__name__)
@@ -40,10 +41,22 @@ class Fabric:
         # Set once every host's OVSDB has been read: before that, a reconciler
         # would take ports it has not learned yet for ports that are gone.
         self.ready = threading.Event()
-        topology = store.view().topology
-        self._hosts_by_dpid = {datapath_id(topology.name, h): h for h in topology.hosts}
-        self.syncs = {h: SwitchSync(h, self._compiler(h), self.ready, on_synced) for h in sorted(topology.hosts)}
+        self._on_synced = on_synced
+        self._hosts_by_dpid: dict[int, str] = {}
+        self.syncs: dict[str, SwitchSync] = {}
         self.unknown_switches = 0
+        self.use_hosts(store.view().topology)
+
+    def use_hosts(self, topology: Topology) -> None:
+        """A reconciler for every host of the topology; those of hosts gone are stopped.
+        Both maps are replaced whole: other threads read them without a lock."""
+        syncs = {h: self.syncs.get(h) or SwitchSync(h, self._compiler(h), self.ready, self._on_synced)
+                 for h in sorted(topology.hosts)}
+        gone = [sync for host, sync in self.syncs.items() if host not in syncs]
+        self._hosts_by_dpid = {datapath_id(topology.name, h): h for h in topology.hosts}
+        self.syncs = syncs
+        for sync in gone:
+            sync.stop()
 
     def _compiler(self, host: str) -> Compiler:
         def compile_owners(owners: frozenset[OwnerKey] | None):
@@ -58,19 +71,21 @@ class Fabric:
 
     def switch_connected(self, channel: SwitchChannel) -> bool:
         host = self.host_of(channel.dpid)
-        if host is None:
+        sync = self.syncs.get(host) if host is not None else None
+        if sync is None:
             self.unknown_switches += 1
             LOG.warning("ignoring switch %#x: not a bridge of this topology", channel.dpid)
             return False
         LOG.info("host %s: bridge connected (datapath %#x)", host, channel.dpid)
-        self.syncs[host].attach(channel)
+        sync.attach(channel)
         return True
 
     def switch_disconnected(self, channel: SwitchChannel) -> None:
         host = self.host_of(channel.dpid)
-        if host is not None:
+        sync = self.syncs.get(host) if host is not None else None
+        if sync is not None:
             LOG.info("host %s: bridge disconnected", host)
-            self.syncs[host].detach(channel)
+            sync.detach(channel)
 
     def apply(self, change: ViewChange, wait: bool = False) -> Applied:
         """Bring every bridge to the changed desired state, all at once; hosts where ports

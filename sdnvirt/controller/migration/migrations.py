@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 
 import libvirt
@@ -28,10 +29,14 @@ from sdnvirt.compute.hypervisor import Hypervisor, HypervisorError
 from sdnvirt.compute.live_migration import completed_job, migrate_live
 from sdnvirt.compute.machines import MachineError, Machines
 from sdnvirt.controller.migration.switchover import SwitchedOver, SwitchOver
+from sdnvirt.controller.state import FabricView
 from sdnvirt.model.topology import GuestKind, Topology
 
 LOG = logging.getLogger(__name__)
-SWITCH_OVER_WAIT = 5.0  # seconds after libvirt finished, for the switch-over signal
+SWITCH_OVER_WAIT = 5.0  # seconds a completed migration waits for its switch-over signal
+SWITCH_OVER_QUEUE_WAIT = 30.0  # seconds an ordered switch-over may wait behind others (a storm)
+RECOVERY_TIMEOUT = 300.0  # seconds a restarted controller waits for a migration it found under way
+RECOVERY_POLL = 0.5  # seconds after libvirt finished, for the switch-over signal
 
 
 class MigrationError(MachineError):
@@ -66,6 +71,16 @@ class Migration:
             return None
         return round((self.switched_at - self.resumed_at) * 1000, 3)
 
+    @classmethod
+    def from_report(cls, report: dict) -> Migration:
+        """A migration as its report, kept in the database, tells it."""
+        probe = {key: report.get(f"probe_{key}") for key in ("sent", "lost", "duplicates", "max_gap_ms",
+                                                                "interval_ms")}
+        return cls(report["id"], report["vm"], report["from"], report["to"], report["kind"], report["result"],
+                   report["started_at"], report["finished_at"], report["error"], report["hypervisor_downtime_ms"],
+                   report["total_ms"], report["switchover_ms"], report["switchover_flow_mods"], report["trigger"],
+                   probe if probe["sent"] is not None else None, report["hypervisor"])
+
     def report(self) -> dict:
         probe = self.probe or {}
         return {
@@ -84,17 +99,22 @@ class Migration:
 class Migrations:
     def __init__(self, topology: Topology, machines: Machines, hypervisors: dict[str, Hypervisor],
                  files: Callable[[str, str], DomainFiles], addresses: dict[str, str], switch_over: SwitchOver,
-                 netns_host: Callable[[str], str | None]):
+                 view: Callable[[], FabricView], history: list[dict], persist: Callable[[Migration], None]):
         self.topology = topology
-        self._netns_host = netns_host  # where a netns guest is active now
+        self._view = view  # the fabric now: where each port is bound and active
         self.machines = machines
         self.hypervisors = hypervisors
         self._files = files
-        self._addresses = addresses  # host -> underlay address
+        self._addresses = addresses  # host -> migration address
         self.switch_over = switch_over
+        self._persist = persist  # into the northbound database, at every change of state
         self._lock = threading.Condition()
-        self._ids = itertools.count(1)
-        self._all: dict[int, Migration] = {}
+        self._all: dict[int, Migration] = {r["id"]: Migration.from_report(r) for r in history}
+        self._ids = itertools.count(max(self._all, default=0) + 1)
+
+    def use_topology(self, topology: Topology, addresses: dict[str, str]) -> None:
+        self.topology = topology
+        self._addresses = addresses
 
     # -- records --------------------------------------------------------------------------------
 
@@ -117,6 +137,7 @@ class Migrations:
         migration = self.get(migration_id)
         with self._lock:
             migration.probe = probe
+        self._persist(migration)
         return migration
 
     def switched(self, event: SwitchedOver) -> None:
@@ -131,6 +152,8 @@ class Migrations:
                 migration.switchover_flow_mods = event.flow_mods
                 migration.switched_at = event.completed
             self._lock.notify_all()
+        if migration is not None:
+            self._persist(migration)
 
     def resumed(self, vm: str, host: str, at: float) -> None:
         """From libvirt: the VM runs on `host` after a migration."""
@@ -151,7 +174,7 @@ class Migrations:
         if self.running(vm) is not None:
             raise MigrationError(f"vm {vm} is migrating already")
         if guest.kind == GuestKind.NETNS:
-            source, kind = self._netns_host(vm), "netns"
+            source, kind = self._view().active.get(guest.nics[0].port_id), "netns"
             if source is None:
                 raise MigrationError(f"vm {vm} is not bound anywhere")
         else:
@@ -164,6 +187,7 @@ class Migrations:
         with self._lock:
             migration = Migration(next(self._ids), vm, source, destination, kind)
             self._all[migration.id] = migration
+        self._persist(migration)
         if kind != "netns":
             run = self._live if kind == "live" else self._offline
             threading.Thread(target=self._guarded, args=(migration, run), name=f"migrate-{vm}",
@@ -188,7 +212,7 @@ class Migrations:
         migration = self.get(migration_id)
         if migration.kind != "netns" or migration.state != "running":
             raise MigrationError(f"migration {migration_id} is not a netns migration under way")
-        self.switch_over.now(migration.vm, migration.destination, "lab-switch").result(timeout=SWITCH_OVER_WAIT)
+        self._switch_now(migration, "lab-switch")
         return migration
 
     def wait(self, migration_id: int, timeout: float) -> Migration:
@@ -261,8 +285,55 @@ class Migrations:
             while migration.trigger is None and time.monotonic() < deadline:
                 self._lock.wait(deadline - time.monotonic())
         if migration.trigger is None:
-            self.switch_over.now(migration.vm, migration.destination, "migration-completed").result(
-                timeout=SWITCH_OVER_WAIT)
+            self._switch_now(migration, "migration-completed")
+
+    def _switch_now(self, migration: Migration, trigger: str) -> None:
+        try:
+            self.switch_over.now(migration.vm, migration.destination, trigger).result(timeout=SWITCH_OVER_QUEUE_WAIT)
+        except FutureTimeout:
+            raise MigrationError(f"vm {migration.vm}: the fabric did not switch over to {migration.destination} "
+                                 f"within {SWITCH_OVER_QUEUE_WAIT:.0f} s", 504) from None
+        except Exception as error:  # raised on the switch-over thread, logged there
+            raise MigrationError(f"vm {migration.vm}: switch-over to {migration.destination} failed: {error}",
+                                 502) from None
+
+    def recover(self) -> None:
+        """Finish or roll back every migration a previous controller left under way."""
+        for migration in [m for m in self.list() if m.state == "running"]:
+            threading.Thread(target=self._recover, args=(migration,), name=f"recover-{migration.vm}",
+                             daemon=True).start()
+
+    def _recover(self, migration: Migration) -> None:
+        """Wait until the hypervisors (or the lab) settle where the VM runs; then that is the
+        migration's outcome. libvirt goes on with a migration its caller left."""
+        deadline = time.monotonic() + RECOVERY_TIMEOUT
+        while time.monotonic() < deadline:
+            host = self._settled_host(migration)
+            if host == migration.destination:
+                self.switch_over.now(migration.vm, host, "recovered").result(timeout=SWITCH_OVER_WAIT)
+                self._finish(migration, "completed", "finished by a restarted controller")
+                return
+            if host == migration.source:
+                self._finish(migration, "failed", "rolled back: the VM stayed on the source while the "
+                                                  "controller restarted")
+                return
+            time.sleep(RECOVERY_POLL)
+        self._finish(migration, "failed", f"still undecided {RECOVERY_TIMEOUT:.0f}s after a controller restart")
+
+    def _settled_host(self, migration: Migration) -> str | None:
+        """Where the VM runs, once no migration job moves it; None while that is not known."""
+        if migration.kind == "netns":
+            port = self.topology.guests[migration.vm].nics[0].port_id
+            bound = set(self._view().placements.get(port, {}))
+            return bound.pop() if len(bound) == 1 else None
+        state = self.machines.state(migration.vm)
+        if state.state != "running" or state.host is None:
+            return None
+        try:
+            busy = self._domain(state.host, migration.vm).jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE
+        except (MachineError, HypervisorError, libvirt.libvirtError):
+            return None
+        return None if busy else state.host
 
     def _domain(self, host: str, vm: str) -> libvirt.virDomain:
         domain = self.hypervisors[host].domain(vm)
@@ -276,4 +347,5 @@ class Migrations:
             migration.error = error
             migration.finished_at = time.time()
             self._lock.notify_all()
+        self._persist(migration)
         LOG.info("migration %d: %s", migration.id, asdict(migration))

@@ -1,0 +1,202 @@
+"""The northbound database: where desired state lives, served by ovsdb-server.
+
+Its schema is ovs/sdnvirt.ovsschema. Through ovsdbapp the controller keeps a
+monitored copy of it in memory (reads never wait for the server) and writes
+to it in transactions: all of a change or none of it. The same database
+serves one standalone server (a lab's default) or a Raft cluster of several
+(the remote is then their addresses, comma-separated).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from ovsdbapp import api as ovsdbapp_api
+from ovsdbapp import exceptions as ovsdbapp_exceptions
+from ovsdbapp.backend import ovs_idl
+from ovsdbapp.backend.ovs_idl import connection, idlutils
+
+from sdnvirt.model.topology import Topology
+from sdnvirt.northbound.rows import KEYS, Row, row_key, topology_from_rows, topology_rows
+from sdnvirt.vswitch.ovsdb import OwnConnection
+
+LOG = logging.getLogger(__name__)
+SCHEMA = Path(__file__).resolve().parents[2] / "ovs" / "sdnvirt.ovsschema"
+DATABASE = "SDNVirt_Northbound"
+DESIRED_TABLES = ("Topology", *KEYS)
+
+
+class NorthboundError(RuntimeError):
+    pass
+
+
+class _Api(OwnConnection, ovs_idl.Backend, ovsdbapp_api.API):
+    schema = DATABASE
+
+
+class _WatchedIdl(connection.OvsdbIdl):
+    on_change: Callable[[str], None] = staticmethod(lambda table: None)
+
+    def notify(self, event, row, updates=None):
+        self.on_change(row._table.name)
+
+
+RECONNECT_BACKOFF_MS = 1000  # python-ovs doubles its wait up to 8 s: too long to find a new Raft leader
+
+
+class Northbound:
+    """`leader_only=False` reads from whichever member answers (a follower's copy is
+    at most a moment behind); the controller writes, so it follows the leader."""
+
+    def __init__(self, remote: str, timeout: float = 10, leader_only: bool = True):
+        self.remote = remote
+        self._timeout = timeout
+        self._leader_only = leader_only
+        self._watchers: list[Callable[[str], None]] = []
+        self._connection: connection.Connection | None = None
+        self.api: _Api | None = None
+
+    def connect(self) -> None:
+        """Connect and read the database once; raises when no server answers in time."""
+        try:
+            helper = idlutils.get_schema_helper(self.remote, DATABASE)
+        except Exception as error:  # python-ovs raises plain exceptions for an unreachable server
+            raise NorthboundError(f"northbound database {self.remote}: {error}") from None
+        helper.register_all()
+        idl = _WatchedIdl(self.remote, helper, leader_only=self._leader_only)
+        idl._session.reconnect.set_backoff(RECONNECT_BACKOFF_MS, RECONNECT_BACKOFF_MS)  # no public setter
+        idl.on_change = self._changed
+        self._connection = connection.Connection(idl=idl, timeout=self._timeout)
+        try:
+            self.api = _Api(self._connection)
+        except ovsdbapp_exceptions.OvsdbAppException:  # its message cannot be formatted (ovsdbapp)
+            raise NorthboundError(f"northbound database {self.remote}: no usable server within "
+                                  f"{self._timeout:.0f}s") from None
+
+    def watch(self, callback: Callable[[str], None]) -> None:
+        """Call back with a table's name whenever one of its rows changes."""
+        self._watchers.append(callback)
+
+    def _changed(self, table: str) -> None:
+        for callback in self._watchers:
+            callback(table)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.stop(timeout=self._timeout)
+
+    # -- reading the in-memory copy ---------------------------------------------------------------
+
+    def rows(self, table: str) -> list[Row]:
+        """The table's rows as column dicts, with optional columns as a value or None."""
+        with self._connection.lock:
+            return [_plain(row) for row in self.api.tables[table].rows.values()]
+
+    def topology(self) -> Topology | None:
+        """The desired topology, or None while the database holds none."""
+        with self._connection.lock:
+            roots = list(self.api.tables["Topology"].rows.values())
+            if not roots:
+                return None
+            rows = {table: [_plain(r) for r in self.api.tables[table].rows.values()] for table in KEYS}
+            return topology_from_rows(roots[0].name, rows)
+
+    def topology_source(self) -> str | None:
+        roots = self.rows("Topology")
+        return roots[0]["source"] if roots else None
+
+    def generation(self) -> int:
+        """How many times a topology was loaded: 0 before the first."""
+        roots = self.rows("Topology")
+        return roots[0]["generation"] if roots else 0
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def load_topology(self, topology: Topology, source: str) -> int:
+        """Make the desired tables say exactly `topology`, in one transaction, touching only
+        the rows that differ (a port keeps its place while its guest is unchanged); the
+        topology's generation number."""
+        wanted = topology_rows(topology)
+        with self.api.transaction(check_error=True) as txn, self._connection.lock:
+            roots = list(self.api.tables["Topology"].rows.values())
+            generation = (roots[0].generation + 1) if roots else 1
+            if roots:
+                txn.add(self.api.db_set("Topology", roots[0].uuid, ("name", topology.name), ("source", source),
+                                        ("generation", generation)))
+            else:
+                txn.add(self.api.db_create("Topology", name=topology.name, source=source, generation=generation))
+            for table, rows in wanted.items():
+                current = {row_key(table, _plain(r)): r for r in self.api.tables[table].rows.values()}
+                desired = {row_key(table, r): r for r in rows}
+                for key, row in current.items():
+                    if key not in desired:
+                        txn.add(self.api.db_destroy(table, row.uuid))
+                for key, columns in desired.items():
+                    row = current.get(key)
+                    if row is None:
+                        txn.add(self.api.db_create(table, **columns))
+                    else:
+                        changed = [(c, v) for c, v in columns.items() if _plain(row)[c] != v]
+                        if changed:
+                            txn.add(self.api.db_set(table, row.uuid, *changed))
+        return generation
+
+    def set_active(self, placements: dict[str, str]) -> None:
+        """Record where logical ports are active (port id -> host)."""
+        with self.api.transaction(check_error=True) as txn, self._connection.lock:
+            for port_id, host in placements.items():
+                row = self._find("Logical_Port", "id", port_id)
+                if row is not None:
+                    txn.add(self.api.db_set("Logical_Port", row.uuid, ("active_host", [host])))
+
+    def active(self) -> dict[str, str]:
+        return {r["id"]: r["active_host"] for r in self.rows("Logical_Port") if r["active_host"]}
+
+    def set_bindings(self, host: str, bindings: list[Row]) -> None:
+        """Make the Binding table say exactly what `host`'s OVSDB shows (ready_at: float or None)."""
+        with self.api.transaction(check_error=True) as txn, self._connection.lock:
+            current = {r.interface: r for r in self.api.tables["Binding"].rows.values() if r.host == host}
+            wanted = {b["interface"]: b for b in bindings}
+            for interface, row in current.items():
+                if interface not in wanted:
+                    txn.add(self.api.db_destroy("Binding", row.uuid))
+            for interface, columns in wanted.items():
+                row = current.get(interface)
+                if row is not None and {c: v for c, v in _plain(row).items() if c in columns} == columns:
+                    continue
+                stored = {**columns, "ready_at": [] if columns["ready_at"] is None else [columns["ready_at"]]}
+                if row is None:
+                    txn.add(self.api.db_create("Binding", **stored))
+                else:
+                    txn.add(self.api.db_set("Binding", row.uuid, *stored.items()))
+
+    def save_migration(self, number: int, report: dict) -> None:
+        columns = {"number": number, "vm": report["vm"], "source": report["from"],
+                   "destination": report["to"], "kind": report["kind"], "state": report["result"],
+                   "report": json.dumps(report)}
+        with self.api.transaction(check_error=True) as txn, self._connection.lock:
+            row = self._find("Migration", "number", number)
+            if row is None:
+                txn.add(self.api.db_create("Migration", **columns))
+            else:
+                txn.add(self.api.db_set("Migration", row.uuid, *columns.items()))
+
+    def migrations(self) -> list[dict]:
+        return sorted((json.loads(r["report"]) for r in self.rows("Migration")), key=lambda r: r["id"])
+
+    def _find(self, table: str, column: str, value) -> object | None:
+        return next((r for r in self.api.tables[table].rows.values() if getattr(r, column) == value), None)
+
+
+def _plain(row) -> Row:
+    """An IDL row as a dict; optional columns (sets of at most one) as their value or None."""
+    plain = {}
+    for column, spec in row._table.columns.items():
+        value = getattr(row, column)
+        if spec.type.is_optional():
+            value = value[0] if value else None
+        plain[column] = value
+    return plain

@@ -1,0 +1,223 @@
+"""The northbound database as a three-member Raft cluster: it replicates, survives losing
+its leader, and a member that comes back catches up.
+
+Each member is an ovsdb-server in a namespace of the test's own, cabled to a Linux
+bridge in a fourth; members speak Raft over tcp on 198.18.200.0/24 and serve clients
+on unix sockets. Everything is made here and removed again, also when a step fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from netaddr import IPNetwork
+
+from sdnvirt.cli import northbound as northbound_cli
+from sdnvirt.lab import netns
+from sdnvirt.lab.netns import NetworkNamespace
+from sdnvirt.lab.process import start_detaching, stop
+from sdnvirt.lab.record import LabRecord, ProcessRecord
+from sdnvirt.model.loader import load_topology
+from sdnvirt.northbound.cluster import (
+    ClusterError,
+    ClusterServer,
+    ClusterStatus,
+    MemberFolder,
+    cluster_status,
+    create_cluster,
+    join_cluster,
+    serve_command,
+)
+from sdnvirt.northbound.database import Northbound
+
+from guests import wait_until
+
+PREFIX = f"nbclu-{os.getpid()}"
+SUBNET = IPNetwork("198.18.200.0/24")
+RAFT_PORT = 6643
+MEMBERS = 3
+WAIT = 30.0  # seconds, for every wait and every client transaction
+TOPOLOGY = Path(__file__).parents[1] / "integration" / "topologies" / "fabric.yaml"
+
+
+@dataclass
+class Member:
+    name: str
+    folder: MemberFolder
+    address: str  # its Raft address
+    process: ProcessRecord | None = None
+
+    @property
+    def namespace(self) -> str:
+        return f"{PREFIX}-{self.name}"
+
+    @property
+    def socket(self) -> Path:
+        return self.folder.path / "nb.sock"
+
+    @property
+    def remote(self) -> str:
+        return f"unix:{self.socket}"
+
+    def start(self) -> None:
+        argv = serve_command(self.folder.database, self.folder.path, [f"punix:{self.socket}"])
+        self.process = start_detaching(f"nb-{self.name}", self.namespace, argv, self.folder.pidfile)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+    def status(self) -> ClusterStatus:
+        return cluster_status(self.folder.control_socket)
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory) -> Iterator[list[Member]]:
+    root = tmp_path_factory.mktemp("nbcluster")
+    record = LabRecord(PREFIX, root / "namespaces.json")
+    members = [Member(f"s{i}", MemberFolder(root / f"s{i}"), f"tcp:{SUBNET[i]}:{RAFT_PORT}")
+               for i in range(1, MEMBERS + 1)]
+    with ExitStack() as cleanup:
+        cleanup.callback(remove_namespaces, record)
+        cable(record, members)
+        create_cluster(members[0].folder.path, members[0].address)
+        for index, member in enumerate(members[1:], start=1):
+            join_cluster(member.folder.path, member.address, [m.address for m in members[:index]])
+        for member in members:
+            cleanup.callback(member.stop)
+            member.start()
+        began = time.monotonic()
+        wait_until(lambda: agreed_leader(members), timeout=WAIT)
+        print(f"cluster formed {time.monotonic() - began:.2f}s after its servers started")
+        yield members
+
+
+def cable(record: LabRecord, members: list[Member]) -> None:
+    """One namespace per member, each with one NIC on a bridge in the switch namespace."""
+    switch = f"{PREFIX}-sw"
+    netns.create(record, switch)
+    with NetworkNamespace(switch) as ns:
+        ns.add_bridge("br0")
+        ns.bring_up("br0")
+    for index, member in enumerate(members, start=1):
+        netns.create(record, member.namespace)
+        with NetworkNamespace(switch) as ns:
+            ns.add_veth(f"p{index}", member.namespace, "eth0")
+            ns.set_master(f"p{index}", "br0")
+            ns.bring_up(f"p{index}")
+        with NetworkNamespace(member.namespace) as ns:
+            ns.bring_up("eth0")
+            ns.add_address("eth0", str(SUBNET[index]), SUBNET.prefixlen)
+
+
+def remove_namespaces(record: LabRecord) -> None:
+    for name in reversed(record.namespaces):
+        netns.remove(name)
+
+
+def agreed_leader(members: list[Member]) -> ClusterStatus | None:
+    """The leader's status once every one of `members` is a member of the cluster and names
+    the same leader, one of them; None until then."""
+    try:
+        statuses = [m.status() for m in members]
+    except ClusterError:  # a server still starting has no control socket yet
+        return None
+    leaders = {s.leader for s in statuses}
+    ours = {s.server_id: s for s in statuses}
+    if all(s.is_member for s in statuses) and len(leaders) == 1 and leaders <= ours.keys():
+        return ours[leaders.pop()]
+    return None
+
+
+def client(clients: ExitStack, remote: str, *, any_member: bool = False) -> Northbound:
+    """A connected Northbound client, closed with `clients`; `any_member` reads a follower."""
+    northbound = Northbound(remote, timeout=WAIT, leader_only=not any_member)
+    northbound.connect()
+    clients.callback(northbound.close)
+    return northbound
+
+
+def member_of(members: list[Member], status: ClusterStatus) -> Member:
+    return next(m for m in members if m.address == status.address)
+
+
+def test_cluster_status_through_the_cli(members: list[Member], capsys) -> None:
+    parser = argparse.ArgumentParser(prog="sdnvirt")
+    northbound_cli.register(parser.add_subparsers(dest="verb", required=True))
+    member = members[1]
+
+    args = parser.parse_args(["nb", "cluster-status", "--ctl", str(member.folder.control_socket), "--json"])
+    assert args.run(args) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "cluster member" and shown["address"] == member.address
+    assert sorted(s["address"] for s in shown["servers"]) == sorted(m.address for m in members)
+
+    args = parser.parse_args(["nb", "cluster-status", "--ctl", str(member.folder.control_socket)])
+    assert args.run(args) == 0
+    assert f"server {shown['server_id']} at {member.address}" in capsys.readouterr().out
+
+    with pytest.raises(SystemExit) as refused:
+        parser.parse_args(["nb", "cluster-create", "--folder", str(member.folder.path), "--local", "tcp:nowhere"])
+    assert refused.value.code == 2
+    args = parser.parse_args(["nb", "cluster-create", "--folder", str(member.folder.path), "--local", member.address])
+    with pytest.raises(ClusterError, match="exists already"):
+        args.run(args)
+
+
+def test_replicates_fails_over_and_catches_up(members: list[Member]) -> None:
+    topology = load_topology(TOPOLOGY)
+    source = TOPOLOGY.read_text()
+    stored = replace(topology, source=None)  # the database holds the file's text, not its path
+    port = next(nic.port_id for guest in topology.guests.values() for nic in guest.nics)
+
+    with ExitStack() as clients:
+        writer = client(clients, ",".join(m.remote for m in members))
+        writer.load_topology(topology, source)
+        assert writer.topology() == stored
+
+        before = agreed_leader(members)
+        assert before is not None
+        leader = member_of(members, before)
+        reader = client(clients, next(m for m in members if m is not leader).remote, any_member=True)
+        wait_until(lambda: reader.topology() == stored and reader.topology_source() == source, timeout=WAIT)
+
+        leader.stop()
+        began = time.monotonic()
+        writer.set_active({port: "hv2"})
+        print(f"a write {time.monotonic() - began:.2f}s after the leader stopped")
+        assert writer.active()[port] == "hv2"
+        wait_until(lambda: reader.active().get(port) == "hv2", timeout=WAIT)
+
+        survivors = [m for m in members if m is not leader]
+        after = wait_until(lambda: agreed_leader(survivors), timeout=WAIT)
+        assert after.server_id != before.server_id and after.term > before.term
+        # The stopped server is still a member (so it may come back), but unheard of.
+        assert {s.id for s in after.servers} == {s.id for s in before.servers}
+        wait_until(lambda: hears_only_survivors(member_of(survivors, after).status(), before.server_id),
+                   timeout=WAIT)
+
+        leader.start()
+        began = time.monotonic()
+        wait_until(lambda: agreed_leader(members), timeout=WAIT)
+        back = client(clients, leader.remote, any_member=True)
+        wait_until(lambda: back.active().get(port) == "hv2" and back.topology() == stored, timeout=WAIT)
+        print(f"the restarted server caught up in {time.monotonic() - began:.2f}s")
+        writer.set_active({port: "hv3"})
+        wait_until(lambda: back.active().get(port) == "hv3" and reader.active().get(port) == "hv3", timeout=WAIT)
+
+
+def hears_only_survivors(leader: ClusterStatus, stopped: str) -> bool:
+    """Whether the leader heard from every other server within an election timeout, but the stopped one."""
+    def recent(server: ClusterServer) -> bool:
+        return server.last_message_ms is not None and server.last_message_ms < leader.election_timer_ms
+
+    return all(recent(s) != (s.id == stopped) for s in leader.servers if not s.is_self)
