@@ -124,6 +124,27 @@ class SwitchChannel:
     def dump_flows(self, timeout: float = DEFAULT_TIMEOUT) -> list[Flow]:
         return [read_flow(stats) for stats in self.flow_stats(timeout)]
 
+    def meter_configs(self, timeout: float = DEFAULT_TIMEOUT) -> list:
+        """Every meter's configuration on the switch, as os-ken meter config stats."""
+        xid = self._next_xid()
+        pending = self._expect(xid)
+        self._send(parser.OFPMeterConfigStatsRequest(self.datapath, 0, ofp.OFPM_ALL), xid)
+        self._wait(xid, pending, timeout, "a meter dump")
+        if pending.errors:
+            raise SwitchError(f"switch {self.dpid:#x} refused a meter dump: {pending.errors[0]}")
+        return [config for reply in pending.replies for config in reply.body]
+
+    def confirm(self, message, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Send a message and a barrier under one xid: returns once the switch has handled
+        the message, raises if it refused it."""
+        xid = self._next_xid()
+        pending = self._expect(xid, lambda reply: isinstance(reply, parser.OFPBarrierReply))
+        self._send(message, xid)
+        self._send(parser.OFPBarrierRequest(self.datapath), xid)
+        self._wait(xid, pending, timeout, f"a {type(message).__name__}")
+        if pending.errors:
+            raise SwitchError(f"switch {self.dpid:#x} refused a {type(message).__name__}: {pending.errors[0]}")
+
     def send_flows(self, deletes: list[Flow], adds: list[Flow]) -> Commit:
         """Send a bundle that deletes and adds flows atomically (all of them or none);
         `Commit.wait()` tells how it went.

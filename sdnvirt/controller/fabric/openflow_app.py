@@ -5,12 +5,18 @@ finished handshake into a SwitchChannel for the Fabric. Replies, errors and
 packet-ins are handled right in the thread that reads them from the switch
 (registered with os-ken's ofp_event service, as ofp_handler's own handlers
 are), not queued to this app's event thread: a switch-over waits for them,
-and every thread hop costs it time. So these handlers must never block.
+and every thread hop costs it time. So these handlers must never block, and
+never raise: os-ken's receive loop does not catch what they raise, and the
+switch's connection would end with it.
+
+Each connected bridge gets its controller meter (see meters.py), set on a
+thread of its own, so a switch's handshake never waits for another's.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
@@ -19,7 +25,8 @@ from os_ken.controller import ofp_event
 from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls, set_ev_handler
 
 from sdnvirt.controller.fabric.bridges import Fabric
-from sdnvirt.controller.fabric.channel import SwitchChannel
+from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
+from sdnvirt.controller.fabric.meters import ensure_controller_meter
 from sdnvirt.controller.fabric.openflow import OFP_VERSION
 
 LOG = logging.getLogger(__name__)
@@ -28,6 +35,7 @@ REPLIES = [
     ofp_event.EventOFPFlowStatsReply,
     ofp_event.EventOFPBundleCtrlMsg,
     ofp_event.EventOFPBarrierReply,
+    ofp_event.EventOFPMeterConfigStatsReply,
     ofp_event.EventOFPErrorMsg,
 ]
 
@@ -35,7 +43,8 @@ REPLIES = [
 class FabricApp(app_manager.OSKenApp):
     OFP_VERSIONS = [OFP_VERSION]
 
-    def __init__(self, *args, fabric: Fabric, on_packet_in: Callable[[str, int, bytes, float], None], **kwargs):
+    def __init__(self, *args, fabric: Fabric,
+                 on_packet_in: Callable[[str | None, int | None, bytes, float], None], **kwargs):
         super().__init__(*args, **kwargs)
         self.fabric = fabric
         self._on_packet_in = on_packet_in
@@ -49,10 +58,21 @@ class FabricApp(app_manager.OSKenApp):
             channel = SwitchChannel(datapath)
             if self.fabric.switch_connected(channel):
                 self._channels[datapath] = channel
+                threading.Thread(target=self._meter, args=(channel,), name=f"meter-{channel.dpid:#x}",
+                                 daemon=True).start()
         else:
             channel = self._channels.pop(datapath, None)
             if channel is not None:
                 self.fabric.switch_disconnected(channel)
+
+    def _meter(self, channel: SwitchChannel) -> None:
+        host = self.fabric.host_of(channel.dpid)
+        try:
+            if ensure_controller_meter(channel):
+                LOG.info("host %s: controller meter set", host)
+        except SwitchError as error:
+            LOG.warning("host %s: no controller meter, packet-ins are not rate-limited by the switch: %s",
+                        host, error)
 
     def handle_in_receive_threads(self) -> None:
         """Take replies and packet-ins straight from each switch's receive thread."""
@@ -67,20 +87,24 @@ class FabricApp(app_manager.OSKenApp):
             LOG.debug("unexpected %s from %s", type(ev.msg).__name__, ev.msg.datapath.id)
 
     def _packet_in(self, ev) -> None:
-        """Frames the pipeline sends up (QEMU's announcements), handed on with the time they came."""
+        """Frames the pipeline sends up (QEMU's announcements), handed on with the time they came
+        and where they came from, as far as it is known; the receiver judges them."""
         received = time.monotonic()
         msg = ev.msg
-        host = self.fabric.host_of(msg.datapath.id)
         in_port = msg.match.get("in_port")
-        if host is not None and isinstance(in_port, int):
-            self._on_packet_in(host, in_port, bytes(msg.data), received)
+        self._on_packet_in(self.fabric.host_of(msg.datapath.id), in_port if isinstance(in_port, int) else None,
+                           bytes(msg.data or b""), received)
 
 
 class _Handler:
-    """A bound method as os-ken wants a handler: callable, and able to carry `callers`."""
+    """A bound method as os-ken wants a handler: callable, able to carry `callers`, and
+    never raising into os-ken's receive loop."""
 
     def __init__(self, method: Callable):
         self._method = method
 
     def __call__(self, ev) -> None:
-        self._method(ev)
+        try:
+            self._method(ev)
+        except Exception:  # a bug here must cost one message, not the switch's connection
+            LOG.exception("handling %s failed", type(ev.msg).__name__)

@@ -13,6 +13,13 @@ place, so anything that learns MACs updates at once.
 
 Triggers are handled one at a time on a thread of their own: the thread that
 delivers packet-ins also delivers the switches' replies, and must not wait.
+
+A packet-in is a guest's frame, so untrusted: anything that is not a well-formed
+announcement of the MAC of a port bound where it came from is dropped and counted
+by reason. Each bridge's controller meter (fabric/meters.py) keeps a flood of
+them from reaching the controller; should one reach it anyway (a switch without
+meters), packet-ins beyond a bounded backlog are dropped too, so the triggers
+queued behind them are not delayed.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sdnvirt.controller.fabric.bridges import Fabric
 from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
@@ -32,6 +39,11 @@ from sdnvirt.controller.state import StateStore
 
 LOG = logging.getLogger(__name__)
 GARP_REPEATS = (0.0, 0.05, 0.2)  # seconds after the switch-over, as QEMU spaces its own announcements
+PACKET_IN_BACKLOG = 1000  # packet-ins waiting for the switch-over thread, at most
+# Why a packet-in was dropped: not exactly a RARP announcement; from a bridge that is
+# not this topology's; from a port bound to no logical port; announcing a MAC that is
+# not its port's; more waiting than PACKET_IN_BACKLOG.
+DROP_REASONS = ("malformed", "unknown_switch", "unknown_port", "foreign_mac", "overload")
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,7 @@ class SwitchedOver:
 class SwitchOverCounters:
     announcements: int = 0
     switch_overs: int = 0
-    dropped: int = 0  # packet-ins that were not a valid announcement from a bound port
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))  # packet-ins, by reason
     garps: int = 0
 
 
@@ -60,10 +72,21 @@ class SwitchOver:
         self._on_switched = on_switched
         self._work: queue.Queue = queue.Queue()
         self.counters = SwitchOverCounters()
+        self._counting = threading.Lock()  # drops are counted by every switch's receive thread
+        self._backlog = threading.BoundedSemaphore(PACKET_IN_BACKLOG)
         threading.Thread(target=self._run, name="switch-over", daemon=True).start()
 
-    def packet_in(self, host: str, in_port: int, frame: bytes, received: float) -> None:
-        self._work.put((self._announced, (host, in_port, frame, received)))
+    def packet_in(self, host: str | None, in_port: int | None, frame: bytes, received: float) -> None:
+        """A frame a bridge sent up; `host` None for a bridge of no host of the topology,
+        `in_port` None when the switch did not say where the frame came in."""
+        if host is None:
+            self._drop("unknown_switch")
+        elif in_port is None:
+            self._drop("unknown_port")
+        elif not self._backlog.acquire(blocking=False):
+            self._drop("overload")
+        else:
+            self._work.put((self._announced, (host, in_port, frame, received)))
 
     def vm_resumed(self, vm: str, host: str, received: float) -> None:
         self._work.put((self._switch_vm, (vm, host, "libvirt-resumed", received)))
@@ -91,17 +114,27 @@ class SwitchOver:
             if done:
                 done[0].set_result(None)
 
+    def _drop(self, reason: str) -> None:
+        with self._counting:
+            self.counters.dropped[reason] += 1
+
     def _announced(self, host: str, in_port: int, frame: bytes, received: float) -> None:
+        self._backlog.release()
         mac = announced_mac(frame)
-        view = self.store.view()
-        binding = next((b for b in view.ports.get(host).bindings if b.ofport == in_port), None) \
-            if host in view.ports else None
-        port = view.logical_ports.get(binding.port_id) if binding else None
-        if mac is None or port is None or port.mac != mac:
-            self.counters.dropped += 1
+        if mac is None:
+            self._drop("malformed")
             return
-        self.counters.announcements += 1
-        self._switch(port.guest, [port.id], host, "rarp", received)
+        view = self.store.view()
+        ports = view.ports.get(host)
+        binding = next((b for b in ports.bindings if b.ofport == in_port), None) if ports else None
+        port = view.logical_ports.get(binding.port_id) if binding else None
+        if port is None:
+            self._drop("unknown_port")
+        elif port.mac != mac:
+            self._drop("foreign_mac")
+        else:
+            self.counters.announcements += 1
+            self._switch(port.guest, [port.id], host, "rarp", received)
 
     def _switch_vm(self, vm: str, host: str, trigger: str, received: float) -> None:
         guest = self.store.view().topology.guests.get(vm)
