@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -19,14 +19,16 @@ from sdnvirt.api.errors import ERROR_RESPONSES, refused, validation_failed
 from sdnvirt.api.event_routes import event_routes
 from sdnvirt.api.fabric_routes import fabric_routes
 from sdnvirt.api.migration_routes import migration_routes
+from sdnvirt.api.token import TokenCheck
 from sdnvirt.api.topology_routes import topology_routes
 from sdnvirt.api.vm_routes import vm_routes
 from sdnvirt.controller.service import Controller
 
 
-def create_app(controller: Controller) -> FastAPI:
+def create_app(controller: Controller, token: str | None = None) -> FastAPI:
+    """The API; with a `token`, every route asks for it (the API on TCP)."""
     app = FastAPI(title="sdnvirt", summary="Migration-aware SDN controller", version="0.1.0",
-                  responses=ERROR_RESPONSES)
+                  responses=ERROR_RESPONSES, dependencies=[Depends(TokenCheck(token))] if token else None)
     app.add_exception_handler(RequestValidationError, validation_failed)
     app.add_exception_handler(StarletteHTTPException, refused)
     app.include_router(topology_routes(controller))
@@ -38,14 +40,21 @@ def create_app(controller: Controller) -> FastAPI:
 
 
 class ApiServer:
-    def __init__(self, app: FastAPI, socket_path: Path):
+    """The API on a unix socket (`socket_path`) or on TCP (`host`, `port`, over HTTPS
+    when given a certificate and its private key)."""
+
+    def __init__(self, app: FastAPI, socket_path: Path | None = None, host: str | None = None, port: int = 0,
+                 certificate: Path | None = None, private_key: Path | None = None):
         self.socket_path = socket_path
-        self._server = uvicorn.Server(uvicorn.Config(app, uds=str(socket_path), log_level="warning",
-                                                     access_log=False))
+        bind = {"uds": str(socket_path)} if socket_path else {"host": host, "port": port}
+        if certificate is not None:
+            bind |= {"ssl_certfile": str(certificate), "ssl_keyfile": str(private_key)}
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, **bind))
         self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
 
     def start(self) -> None:
-        self.socket_path.unlink(missing_ok=True)
+        if self.socket_path is not None:
+            self.socket_path.unlink(missing_ok=True)
         self._thread.start()
 
     def stop(self) -> None:

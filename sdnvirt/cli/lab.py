@@ -16,6 +16,9 @@ def register(verbs) -> None:
 
     up = sub.add_parser("up", help="build the topology here: hosts, OVS, controller, guests")
     up.add_argument("file", type=Path)
+    up.add_argument("--ssl", action="store_true",
+                    help="as on real hosts: OVSDB and OpenFlow over SSL (ovs-pki certificates) on the management "
+                         "network, and the API there on HTTPS with a token")
     up.set_defaults(run=_up)
 
     down = sub.add_parser("down", help="remove a lab and everything it made")
@@ -41,9 +44,9 @@ def lab_named(name: str | None) -> Lab:
 def _up(args) -> int:
     topology = load_topology(args.file)
     lab = Lab(topology, LabPaths.of(topology.name))
-    lab.up(args.file)
+    lab.up(args.file, ssl=args.ssl)
     print(f"lab {lab.name} is up: {len(topology.hosts)} hosts, {len(topology.guests)} guests "
-          f"(folder {lab.paths.root})")
+          f"(folder {lab.paths.root}{', over SSL' if args.ssl else ''})")
     return 0
 
 

@@ -17,15 +17,19 @@ import sys
 import threading
 from pathlib import Path
 
+from netaddr import AddrFormatError, IPAddress
 from os_ken import cfg
+from ovs.stream import Stream
 
 from sdnvirt.api.server import ApiServer, create_app
+from sdnvirt.api.token import TokenError, read_token
 from sdnvirt.controller.endpoints import lab_endpoints
 from sdnvirt.controller.fabric.pipeline import load_pipeline
 from sdnvirt.controller.service import READY_TIMEOUT, Controller
 from sdnvirt.lab.northbound import northbound_remote
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.northbound.database import Northbound, NorthboundError
+from sdnvirt.vswitch.names import OPENFLOW_PORT
 
 LOG = logging.getLogger("sdnvirt.controller")
 GIL_SWITCH_INTERVAL = 0.0002  # seconds
@@ -37,8 +41,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--northbound", metavar="REMOTES",
                         help="the northbound database, e.g. tcp:IP:PORT,tcp:IP:PORT,tcp:IP:PORT for a Raft "
                              "cluster, whose leader it follows (default: the lab's own ovsdb-server)")
+    parser.add_argument("--private-key", type=Path, help="the controller's SSL private key (ovs-pki)")
+    parser.add_argument("--certificate", type=Path, help="the controller's SSL certificate")
+    parser.add_argument("--ca-cert", type=Path, help="the authority that signed the hosts' certificates")
+    parser.add_argument("--openflow-listen", type=_address, default=("127.0.0.1", OPENFLOW_PORT), metavar="IP:PORT",
+                        help="where bridges connect over TCP, or SSL with the certificate options")
+    parser.add_argument("--api-listen", type=_address, metavar="IP:PORT",
+                        help="serve the API on TCP too (HTTPS with the certificate options); needs --token-file")
+    parser.add_argument("--token-file", type=Path, help="the token the API on TCP asks for")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     args = parser.parse_args(argv)
+    ssl = [args.private_key, args.certificate, args.ca_cert]
+    if any(ssl) and not all(ssl):
+        parser.error("SSL needs all of --private-key, --certificate and --ca-cert")
+    if args.api_listen and not args.token_file:
+        parser.error("--api-listen needs --token-file: the API on TCP refuses requests without the token")
+    token = None
+    if args.api_listen:
+        try:
+            token = read_token(args.token_file)
+        except TokenError as error:
+            parser.error(str(error))
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("os_ken").setLevel(logging.WARNING)
@@ -47,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     # long for the interpreter lock, which a switch-over cannot afford (default 5 ms).
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     paths = LabPaths(args.lab)
+    if args.private_key:  # every OVSDB connection (ssl: remotes) shows and checks these
+        Stream.ssl_set_private_key_file(str(args.private_key))
+        Stream.ssl_set_certificate_file(str(args.certificate))
+        Stream.ssl_set_ca_cert_file(str(args.ca_cert))
     northbound = Northbound(args.northbound or northbound_remote(paths))
     try:
         northbound.connect()
@@ -57,17 +84,19 @@ def main(argv: list[str] | None = None) -> int:
     if topology is None:
         print(f"the northbound database {northbound.remote} holds no topology", file=sys.stderr)
         return 1
-    # os-ken's own TCP listener is unused in a lab (bridges come in on the
-    # unix socket); it binds inside the controller's namespace only.
-    cfg.CONF(args=["--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port", "6653"], project="os_ken")
+    cfg.CONF(args=_openflow_options(args), project="os_ken")
 
     controller = Controller(northbound, lambda t: lab_endpoints(paths, t), load_pipeline(), paths.openflow_socket)
-    api = ApiServer(create_app(controller), paths.api_socket)
+    servers = [ApiServer(create_app(controller), socket_path=paths.api_socket)]
+    if args.api_listen:
+        servers.append(ApiServer(create_app(controller, token), host=args.api_listen[0], port=args.api_listen[1],
+                                 certificate=args.certificate, private_key=args.private_key))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     controller.start()
-    api.start()
+    for server in servers:
+        server.start()
     controller.fabric.ready.wait(READY_TIMEOUT)
     # What start-up made lives as long as the process: the collector need never scan it
     # again. A full collection of it took 150 ms here, long enough to miss a switch-over.
@@ -76,6 +105,25 @@ def main(argv: list[str] | None = None) -> int:
     LOG.info("controller for %s running", topology.name)
     stop.wait()
     LOG.info("stopping")
-    api.stop()
+    for server in servers:
+        server.stop()
     controller.stop()
     return 0
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    try:
+        return str(IPAddress(host)), int(port)
+    except (ValueError, AddrFormatError):
+        raise argparse.ArgumentTypeError(f"expected IP:PORT, got {text!r}") from None
+
+
+def _openflow_options(args) -> list[str]:
+    """os-ken's own listener: on TCP, or on SSL checking each switch's certificate. (In a
+    lab without --ssl it is unused: bridges come in on the unix socket.)"""
+    host, port = args.openflow_listen
+    if not args.private_key:
+        return ["--ofp-listen-host", host, "--ofp-tcp-listen-port", str(port)]
+    return ["--ofp-listen-host", host, "--ofp-ssl-listen-port", str(port), "--ctl-privkey", str(args.private_key),
+            "--ctl-cert", str(args.certificate), "--ca-certs", str(args.ca_cert)]

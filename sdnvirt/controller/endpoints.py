@@ -14,7 +14,9 @@ from pathlib import Path
 from sdnvirt.compute.hypervisor import libvirt_uri
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.lab.record import LabRecord
+from sdnvirt.lab.underlay import CONTROLLER_MANAGEMENT_ADDRESS
 from sdnvirt.model.topology import Topology
+from sdnvirt.vswitch.names import OPENFLOW_PORT, OVSDB_PORT
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,16 @@ class HostEndpoints:
 def lab_endpoints(paths: LabPaths, topology: Topology) -> dict[str, HostEndpoints]:
     """Read again whenever the topology changes: the lab records a new host's management
     address before the controller hears of the host."""
-    management = LabRecord.load(paths.record).management
+    record = LabRecord.load(paths.record)
+    management = record.management
+    if record.ssl:  # over the management network, as on real hosts
+        ovsdb = {name: f"ssl:{management.get(name, '')}:{OVSDB_PORT}" for name in topology.hosts}
+        openflow = dict.fromkeys(topology.hosts, f"ssl:{CONTROLLER_MANAGEMENT_ADDRESS}:{OPENFLOW_PORT}")
+    else:
+        ovsdb = {name: f"unix:{paths.host(name).ovsdb_socket}" for name in topology.hosts}
+        openflow = {name: f"unix:{paths.host(name).controller_socket}" for name in topology.hosts}
     return {
-        name: HostEndpoints(ovsdb=f"unix:{paths.host(name).ovsdb_socket}",
-                            openflow_target=f"unix:{paths.host(name).controller_socket}",
+        name: HostEndpoints(ovsdb=ovsdb[name], openflow_target=openflow[name],
                             libvirt=libvirt_uri(paths.host(name).libvirt_socket),
                             migration_address=management.get(name, ""),
                             vm_files=paths.host(name).vms)

@@ -15,8 +15,9 @@ import time
 from sdnvirt.lab import naming, netns
 from sdnvirt.lab.libvirtd import HostLibvirtd
 from sdnvirt.lab.netns import NetworkNamespace
-from sdnvirt.lab.openvswitch import HostOpenvswitch
+from sdnvirt.lab.openvswitch import HostOpenvswitch, SslListener
 from sdnvirt.lab.paths import LabPaths
+from sdnvirt.lab.pki import LabPki
 from sdnvirt.lab.process import LabProcessError, run_in_namespace
 from sdnvirt.lab.record import LabRecord
 from sdnvirt.lab.underlay import UNDERLAY_MTU, plug_host, plug_management
@@ -27,20 +28,26 @@ TUNNEL_LISTEN_WAIT = 5.0  # seconds
 
 
 class LabHost:
-    def __init__(self, topology: Topology, host: Host, paths: LabPaths, management: str):
+    def __init__(self, topology: Topology, host: Host, paths: LabPaths, management: str,
+                 pki: LabPki | None = None):
         self.topology = topology
         self.host = host
         self.management = management  # its address on the management network
         self.namespace = naming.host_namespace(topology.name, host.name)
         self.paths = paths.host(host.name)
         self.lab_paths = paths
-        self.openvswitch = HostOpenvswitch(host.name, self.namespace, self.paths)
+        self.pki = pki
+        ssl = SslListener(management, pki.host(host.name)) if pki is not None else None
+        self.openvswitch = HostOpenvswitch(host.name, self.namespace, self.paths, ssl)
         self.libvirtd = HostLibvirtd(host.name, self.namespace, self.paths, management)
 
     def build(self, record: LabRecord) -> None:
+        if self.pki is not None:
+            self.pki.add_host(self.host.name)
         netns.create(record, self.namespace)
         plug_host(self.topology, self.host, self.namespace, naming.UNDERLAY_NIC)
-        plug_management(self.topology, self.host, self.namespace, self.management)
+        plug_management(self.topology.name, naming.management_uplink(self.host.name), self.namespace,
+                        self.management)
         self.openvswitch.start(record)
         self._connect_underlay()
         # ovs-vswitchd only dials unix controllers inside its own run folder.

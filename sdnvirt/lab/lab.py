@@ -8,6 +8,7 @@ processes only by the pids it recorded.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import sys
 import time
@@ -15,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdnvirt.api.client import ApiClient, ApiError
+from sdnvirt.api.client import API_PORT, ApiClient, ApiError
 from sdnvirt.compute.image import build_image
 from sdnvirt.lab import naming, netns, netns_migration
 from sdnvirt.lab.guest import NetnsGuest
@@ -23,13 +24,20 @@ from sdnvirt.lab.host import LabHost
 from sdnvirt.lab.libvirtd import stop_domains
 from sdnvirt.lab.northbound import NORTHBOUND, northbound_remote, start_northbound
 from sdnvirt.lab.paths import SUN_PATH_MAX, LabPaths, labs_root
+from sdnvirt.lab.pki import LabPki
 from sdnvirt.lab.process import LabProcessError, control_plane, is_running, start_background, stop
 from sdnvirt.lab.record import LabRecord
-from sdnvirt.lab.underlay import build_underlay, gateway_macs, management_address
+from sdnvirt.lab.underlay import (
+    CONTROLLER_MANAGEMENT_ADDRESS,
+    build_underlay,
+    gateway_macs,
+    management_address,
+    plug_management,
+)
 from sdnvirt.model.loader import load_topology
 from sdnvirt.model.topology import GuestKind, Topology
 from sdnvirt.northbound.database import Northbound
-from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
+from sdnvirt.vswitch.names import INTEGRATION_BRIDGE, OPENFLOW_PORT
 
 CONTROLLER = "controller"
 CONTROLLER_START_TIMEOUT = 30.0
@@ -64,7 +72,8 @@ class Lab:
         the one being written now, so that new management addresses go into it."""
         record = record or LabRecord.load(self.paths.record)
         topology = topology or self.topology
-        return {name: LabHost(topology, host, self.paths, management_address(record, name))
+        pki = LabPki(self.paths.pki) if record.ssl else None
+        return {name: LabHost(topology, host, self.paths, management_address(record, name), pki)
                 for name, host in topology.hosts.items()}
 
     def guests(self) -> dict[str, NetnsGuest]:
@@ -81,15 +90,22 @@ class Lab:
     def autostarted_vms(self) -> list[str]:
         return [name for name in self.vms() if self.topology.guests[name].autostart]
 
-    def up(self, source: Path) -> None:
+    def up(self, source: Path, ssl: bool = False) -> None:
+        """Build the lab; with `ssl`, the controller reaches the hosts' OVSDB and their
+        bridges reach it over SSL on the management network, with certificates from
+        ovs-pki, and it serves its API there too (HTTPS, with a token), as on real hosts."""
         self._check_free()
         if self.vms():
             build_image()  # before anything is made: it may have to fetch packages
         self.paths.root.mkdir(parents=True)
         shutil.copyfile(source, self.paths.topology)
-        record = LabRecord(self.name, self.paths.record)
+        record = LabRecord(self.name, self.paths.record, ssl=ssl)
         record.save()
         try:
+            if ssl:
+                LabPki(self.paths.pki).create(list(self.topology.hosts))
+                self.paths.api_token.touch(mode=0o600)
+                self.paths.api_token.write_text(secrets.token_urlsafe(32))
             build_underlay(self.topology, record)
             hosts = self.hosts(record)
             for host in hosts.values():
@@ -136,6 +152,8 @@ class Lab:
         """The northbound database, filled with the topology, then the controller that reads it."""
         namespace = naming.controller_namespace(self.name)
         netns.create(record, namespace)
+        if record.ssl:
+            plug_management(self.name, naming.CONTROLLER_UPLINK, namespace, CONTROLLER_MANAGEMENT_ADDRESS)
         start_northbound(self.paths, namespace, record)
         northbound = Northbound(northbound_remote(self.paths))
         northbound.connect()
@@ -146,9 +164,16 @@ class Lab:
         self._launch_controller(record)
 
     def _launch_controller(self, record: LabRecord) -> None:
+        argv = [sys.executable, "-m", "sdnvirt.controller", "--lab", str(self.paths.root)]
+        if record.ssl:
+            credentials = LabPki(self.paths.pki).controller()
+            argv += ["--private-key", str(credentials.private_key), "--certificate", str(credentials.certificate),
+                     "--ca-cert", str(credentials.peer_ca),
+                     "--openflow-listen", f"{CONTROLLER_MANAGEMENT_ADDRESS}:{OPENFLOW_PORT}",
+                     "--api-listen", f"{CONTROLLER_MANAGEMENT_ADDRESS}:{API_PORT}",
+                     "--token-file", str(self.paths.api_token)]
         record.add_process(start_background(
-            CONTROLLER, naming.controller_namespace(self.name),
-            control_plane([sys.executable, "-m", "sdnvirt.controller", "--lab", str(self.paths.root)]),
+            CONTROLLER, naming.controller_namespace(self.name), control_plane(argv),
             self.paths.controller_pidfile, self.paths.controller_log))
         deadline = time.monotonic() + CONTROLLER_START_TIMEOUT
         while time.monotonic() < deadline:

@@ -43,6 +43,9 @@ def management_uplink(host: str) -> str:
     return interface_name("m-", host)
 
 
+CONTROLLER_UPLINK = "c-mgmt"  # the fabric-side end of the controller's management NIC (`--ssl`)
+
+
 def vif_name(port_id: str) -> str:
     """The host-side end of a guest NIC, named after its logical port (as Neutron does)."""
     return "tap" + port_id[:11]

@@ -111,6 +111,16 @@ class LabPaths:
         return self.northbound / "nb.sock"
 
     @property
+    def pki(self) -> Path:
+        """Certificates of a lab brought up with `--ssl` (see pki.py)."""
+        return self.root / "pki"
+
+    @property
+    def api_token(self) -> Path:
+        """The token the controller's TCP API asks for (a lab brought up with `--ssl`)."""
+        return self.root / "api-token"
+
+    @property
     def controller_pidfile(self) -> Path:
         return self.root / "controller.pid"
 

@@ -29,6 +29,7 @@ class LabRecord:
     namespaces: list[str] = field(default_factory=list)
     processes: list[ProcessRecord] = field(default_factory=list)
     management: dict[str, str] = field(default_factory=dict)  # host -> its management address
+    ssl: bool = False  # the controller reaches hosts over SSL on the management network
     complete: bool = False
 
     @classmethod
@@ -40,6 +41,7 @@ class LabRecord:
             namespaces=list(data["namespaces"]),
             processes=[ProcessRecord(**p) for p in data["processes"]],
             management=dict(data["management"]),
+            ssl=data["ssl"],
             complete=data["complete"],
         )
 
@@ -49,6 +51,7 @@ class LabRecord:
             "namespaces": self.namespaces,
             "processes": [asdict(p) for p in self.processes],
             "management": self.management,
+            "ssl": self.ssl,
             "complete": self.complete,
         }
         tmp = self.path.with_suffix(".tmp")

@@ -24,6 +24,8 @@ UNDERLAY_MTU = 9000  # jumbo frames, so VXLAN adds no fragmentation to guest MTU
 MANAGEMENT_SUBNET = IPNetwork("198.18.0.0/16")  # RFC 2544's benchmarking range: never routed anywhere
 MANAGEMENT_BRIDGE = "mgmt"
 MANAGEMENT_NIC = "mgmt0"
+# The controller's address there, in a lab brought up with `--ssl`: hosts take the lowest.
+CONTROLLER_MANAGEMENT_ADDRESS = str(MANAGEMENT_SUBNET[-2])
 
 
 def build_underlay(topology: Topology, record: LabRecord) -> None:
@@ -69,13 +71,13 @@ def management_address(record: LabRecord, host: str) -> str:
     return record.management[host]
 
 
-def plug_management(topology: Topology, host: Host, host_namespace: str, address: str) -> None:
-    uplink = naming.management_uplink(host.name)
-    with NetworkNamespace(naming.fabric_namespace(topology.name)) as fabric:
-        fabric.add_veth(uplink, host_namespace, MANAGEMENT_NIC, mtu=UNDERLAY_MTU)
+def plug_management(lab: str, uplink: str, namespace: str, address: str) -> None:
+    """Wire a host's namespace (or, with `--ssl`, the controller's) to the management network."""
+    with NetworkNamespace(naming.fabric_namespace(lab)) as fabric:
+        fabric.add_veth(uplink, namespace, MANAGEMENT_NIC, mtu=UNDERLAY_MTU)
         fabric.set_master(uplink, MANAGEMENT_BRIDGE)
         fabric.bring_up(uplink)
-    with NetworkNamespace(host_namespace) as ns:
+    with NetworkNamespace(namespace) as ns:
         ns.bring_up(MANAGEMENT_NIC)
         ns.add_address(MANAGEMENT_NIC, address, MANAGEMENT_SUBNET.prefixlen)
 

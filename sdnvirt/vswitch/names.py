@@ -12,6 +12,8 @@ UNDERLAY_BRIDGE = "br-phy"
 # Not 1.0: Open vSwitch cannot show write_metadata flows in OpenFlow 1.0.
 PROTOCOLS = ["OpenFlow13", "OpenFlow14"]
 OFCTL_PROTOCOL = "OpenFlow14"  # what people and tests pass to ovs-ofctl -O
+OVSDB_PORT = 6640  # IANA's, for OVSDB over SSL between hosts
+OPENFLOW_PORT = 6653  # IANA's, for OpenFlow over SSL
 
 
 def interface_name(prefix: str, name: str) -> str:

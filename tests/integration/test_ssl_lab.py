@@ -1,0 +1,160 @@
+"""A lab up with `--ssl` runs as on real hosts: the controller reaches each host's OVSDB,
+and each bridge reaches the controller, over SSL on the management network with
+certificates made by ovs-pki; the API is there too, over HTTPS, and wants its token.
+A peer whose certificate another authority signed gets nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sdnvirt.api.client import API_PORT
+from sdnvirt.lab import naming
+from sdnvirt.lab.lab import Lab
+from sdnvirt.lab.paths import LabPaths
+from sdnvirt.lab.pki import LabPki
+from sdnvirt.lab.process import entering
+from sdnvirt.lab.underlay import CONTROLLER_MANAGEMENT_ADDRESS
+from sdnvirt.model.loader import load_topology
+from sdnvirt.vswitch.names import OPENFLOW_PORT, OVSDB_PORT
+
+from guests import FLOW_MOD_MESSAGES, flow_tables, ping, snooping, wait_until
+
+TOPOLOGY = """\
+name: sec
+segments:
+  rack1: {subnet: 100.64.1.0/24}
+  rack2: {subnet: 100.64.2.0/24}
+hosts:
+  hv1: {segment: rack1}
+  hv2: {segment: rack2}
+tenants:
+  blue:
+    networks:
+      web: {subnet: 10.0.0.0/24}
+vms:
+  a1: {host: hv1, nics: [{network: blue/web, ip: 10.0.0.11}]}
+  a2: {host: hv2, nics: [{network: blue/web, ip: 10.0.0.12}]}
+"""
+
+# Run inside a lab namespace: an SSL client with the given certificate (or none) that
+# says whether the server spoke to it. OpenFlow servers speak first (HELLO); an OVSDB
+# server answers a list_dbs.
+PEER = """
+import json, socket, ssl, sys
+host, port, ca, cert, key, protocol = sys.argv[1:7]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.load_verify_locations(ca)
+if cert != "-":
+    ctx.load_cert_chain(cert, key)
+try:
+    with socket.create_connection((host, int(port)), timeout=5) as raw, ctx.wrap_socket(raw) as tls:
+        if protocol == "ovsdb":
+            tls.sendall(json.dumps({"method": "list_dbs", "params": [], "id": 1}).encode())
+        print("answered" if tls.recv(4096) else "closed")
+except (ssl.SSLError, OSError) as error:
+    print("refused", error)
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ssl") / "sec.yaml"
+    path.write_text(TOPOLOGY)
+    topology = load_topology(path)
+    lab = Lab(topology, LabPaths.of(topology.name))
+    lab.up(path, ssl=True)
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def intruder(tmp_path_factory):
+    """Certificates from an authority of someone else's: well-formed, but not ours."""
+    pki = LabPki(tmp_path_factory.mktemp("intruder"))
+    pki.create(["hv1"])
+    return pki
+
+
+def speaks_to(lab, namespace: str, address: str, port: int, credentials, protocol: str) -> str:
+    pki = LabPki(lab.paths.pki)
+    ca = pki.host("hv1").peer_ca if port == OPENFLOW_PORT else pki.controller().peer_ca  # what the server shows
+    cert, key = (str(credentials.certificate), str(credentials.private_key)) if credentials else ("-", "-")
+    result = subprocess.run([*entering(namespace), sys.executable, "-c", PEER, address, str(port), str(ca), cert, key,
+                             protocol], capture_output=True, text=True, timeout=30)
+    return result.stdout.split(" ")[0].strip() or result.stderr
+
+
+def api(lab, token: str | None) -> tuple[int, dict]:
+    """GET /status over HTTPS from hv1's namespace, checking the controller's certificate."""
+    script = ("import httpx, json, ssl, sys\n"
+              "ctx = ssl.create_default_context(cafile=sys.argv[1]); ctx.check_hostname = False\n"
+              "headers = {'Authorization': 'Bearer ' + sys.argv[3]} if sys.argv[3] != '-' else {}\n"
+              "r = httpx.get(sys.argv[2], headers=headers, verify=ctx)\n"
+              "print(json.dumps([r.status_code, r.json()]))\n")
+    ca = LabPki(lab.paths.pki).host("hv1").peer_ca
+    url = f"https://{CONTROLLER_MANAGEMENT_ADDRESS}:{API_PORT}/status"
+    result = subprocess.run([*entering(naming.host_namespace(lab.name, "hv1")), sys.executable, "-c", script, str(ca),
+                             url, token or "-"], capture_output=True, text=True, timeout=30, check=True)
+    status, body = json.loads(result.stdout)
+    return status, body
+
+
+def test_bridges_and_ovsdb_talk_to_the_controller_over_ssl_only(lab):
+    for name, host in lab.hosts().items():
+        target = host.openvswitch.vsctl("get-controller", "br-int").strip()
+        assert target == f"ssl:{CONTROLLER_MANAGEMENT_ADDRESS}:{OPENFLOW_PORT}"
+        # ovs-vswitchd writes a connection's state to its database every few seconds
+        wait_until(lambda h=host: h.openvswitch.vsctl("get", "Controller", "br-int", "is_connected").strip() == "true",
+                   timeout=15)
+        sessions = subprocess.run([*entering(host.namespace), "ss", "-Htn", "state", "established",
+                                   f"( sport = :{OVSDB_PORT} )"], capture_output=True, text=True, check=True).stdout
+        assert f"{CONTROLLER_MANAGEMENT_ADDRESS}:" in sessions, (name, sessions)  # the controller's OVSDB session
+    status = lab.api().status()
+    assert status["converged"] and all(h["ovsdb_connected"] and h["openflow_connected"]
+                                       for h in status["hosts"].values())
+    assert ping(lab, "a1", "10.0.0.12") == 3  # across segments, programmed over SSL
+
+
+def test_a_peer_with_a_foreign_certificate_gets_nothing(lab, intruder):
+    hv1, ctl = lab.hosts()["hv1"], naming.controller_namespace(lab.name)
+    ours, theirs = LabPki(lab.paths.pki), intruder.host("hv1")
+    # a switch at the controller: ours is spoken to, a stranger's and a bare one are not
+    controller = (hv1.namespace, CONTROLLER_MANAGEMENT_ADDRESS, OPENFLOW_PORT)
+    assert speaks_to(lab, *controller, ours.host("hv1"), "openflow") == "answered"
+    assert speaks_to(lab, *controller, theirs, "openflow") in ("refused", "closed")
+    assert speaks_to(lab, *controller, None, "openflow") in ("refused", "closed")
+    # a client at a host's OVSDB: only the controller's certificate opens it
+    ovsdb = (ctl, hv1.management, OVSDB_PORT)
+    assert speaks_to(lab, *ovsdb, ours.controller(), "ovsdb") == "answered"
+    assert speaks_to(lab, *ovsdb, intruder.controller(), "ovsdb") in ("refused", "closed")
+    assert speaks_to(lab, *ovsdb, None, "ovsdb") in ("refused", "closed")
+    assert lab.api().status()["unknown_switches"] == 0
+
+
+def test_the_api_on_tcp_refuses_requests_without_the_token(lab):
+    token = lab.paths.api_token.read_text().strip()
+    refused = {"detail": {"field": "Authorization", "message": "a valid bearer token is required"}}
+    assert api(lab, None) == (401, refused)
+    assert api(lab, token[::-1])[0] == 401
+    status, body = api(lab, token)
+    assert status == 200 and body["topology"] == "sec" and body["converged"]
+
+
+def test_a_restarted_controller_comes_back_over_ssl_and_sends_nothing(lab):
+    before = flow_tables(lab)
+    with snooping(lab, list(lab.topology.hosts)) as messages:
+        lab.restart_process("controller")
+        lab.wait_converged(timeout=30)
+    assert flow_tables(lab) == before
+    for host, seen in messages.items():
+        assert "OFPT_FEATURES_REPLY" in seen, f"{host} never reconnected"
+        assert not [t for t in FLOW_MOD_MESSAGES if t in seen], seen
+    assert ping(lab, "a1", "10.0.0.12") == 3
+    assert api(lab, lab.paths.api_token.read_text().strip())[0] == 200
