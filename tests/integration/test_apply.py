@@ -14,6 +14,7 @@ import pytest
 
 from sdnvirt.lab import naming, netns
 from sdnvirt.lab.lab import Lab
+from sdnvirt.lab.process import entering
 from sdnvirt.vswitch.names import tunnel_port
 
 from guests import kept_events, ping, steady_ping
@@ -150,7 +151,7 @@ def test_applying_the_original_file_takes_it_all_back(lab, files):
     assert ping(now, "b1", "10.0.0.12") == 0  # red's b1 is back, and still sees nothing of blue
     flows = now.hosts()["hv1"].openvswitch.ofctl("--no-stats", "dump-flows", "br-int")
     assert "10.0.1." not in flows  # nothing left of blue/db
-    links = subprocess.run(["ip", "-n", naming.fabric_namespace("apl"), "-o", "link"],
+    links = subprocess.run([*entering(naming.fabric_namespace("apl")), "ip", "-o", "link"],
                            capture_output=True, text=True, check=True).stdout
     assert naming.segment_bridge("rack3") not in links
 
