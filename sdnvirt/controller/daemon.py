@@ -1,6 +1,7 @@
-"""The controller process: `python -m sdnvirt.controller --lab DIR`.
+"""The controller process: `python -m sdnvirt.controller --northbound REMOTES --hosts FILE ...`.
 
-`lab up` starts it with a pid file and a log; it runs until SIGTERM. It keeps
+`lab up` starts it with a pid file and a log; it runs until SIGTERM. It knows
+nothing of labs: a lab is one host inventory and one database among others. It keeps
 nothing a restart would miss: desired state (and what it decided: where each
 port is active, the migrations) is in the northbound database, the rest
 comes from each host's OVSDB and libvirtd, and the flows already on the
@@ -23,11 +24,9 @@ from ovs.stream import Stream
 
 from sdnvirt.api.server import ApiServer, create_app
 from sdnvirt.api.token import TokenError, read_token
-from sdnvirt.controller.endpoints import lab_endpoints
+from sdnvirt.controller.endpoints import InventoryError, read_inventory
 from sdnvirt.controller.fabric.pipeline import load_pipeline
 from sdnvirt.controller.service import READY_TIMEOUT, Controller
-from sdnvirt.lab.northbound import northbound_remote
-from sdnvirt.lab.paths import LabPaths
 from sdnvirt.northbound.database import Northbound, NorthboundError
 from sdnvirt.vswitch.names import OPENFLOW_PORT
 
@@ -37,10 +36,13 @@ GIL_SWITCH_INTERVAL = 0.0002  # seconds
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sdnvirt.controller")
-    parser.add_argument("--lab", type=Path, required=True, help="the lab's folder")
-    parser.add_argument("--northbound", metavar="REMOTES",
-                        help="the northbound database, e.g. tcp:IP:PORT,tcp:IP:PORT,tcp:IP:PORT for a Raft "
-                             "cluster, whose leader it follows (default: the lab's own ovsdb-server)")
+    parser.add_argument("--northbound", metavar="REMOTES", required=True,
+                        help="the northbound database: unix:PATH, or tcp:IP:PORT,tcp:IP:PORT,tcp:IP:PORT for "
+                             "a Raft cluster, whose leader it follows")
+    parser.add_argument("--hosts", type=Path, required=True, metavar="FILE",
+                        help="the host inventory: how to reach each host (see controller/endpoints.py)")
+    parser.add_argument("--openflow-socket", type=Path, help="also take bridges on this unix socket")
+    parser.add_argument("--api-socket", type=Path, help="serve the API on this unix socket")
     parser.add_argument("--private-key", type=Path, help="the controller's SSL private key (ovs-pki)")
     parser.add_argument("--certificate", type=Path, help="the controller's SSL certificate")
     parser.add_argument("--ca-cert", type=Path, help="the authority that signed the hosts' certificates")
@@ -54,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     ssl = [args.private_key, args.certificate, args.ca_cert]
     if any(ssl) and not all(ssl):
         parser.error("SSL needs all of --private-key, --certificate and --ca-cert")
+    if not (args.api_socket or args.api_listen):
+        parser.error("give the API somewhere to listen: --api-socket and/or --api-listen")
     if args.api_listen and not args.token_file:
         parser.error("--api-listen needs --token-file: the API on TCP refuses requests without the token")
     token = None
@@ -69,15 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     # Replies from switches wake threads waiting on them; a waking thread may wait this
     # long for the interpreter lock, which a switch-over cannot afford (default 5 ms).
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-    paths = LabPaths(args.lab)
     if args.private_key:  # every OVSDB connection (ssl: remotes) shows and checks these
         Stream.ssl_set_private_key_file(str(args.private_key))
         Stream.ssl_set_certificate_file(str(args.certificate))
         Stream.ssl_set_ca_cert_file(str(args.ca_cert))
-    northbound = Northbound(args.northbound or northbound_remote(paths))
+    northbound = Northbound(args.northbound)
     try:
+        read_inventory(args.hosts)
         northbound.connect()
-    except NorthboundError as error:
+    except (InventoryError, NorthboundError) as error:
         print(error, file=sys.stderr)
         return 1
     topology = northbound.topology()
@@ -86,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cfg.CONF(args=_openflow_options(args), project="os_ken")
 
-    controller = Controller(northbound, lambda t: lab_endpoints(paths, t), load_pipeline(), paths.openflow_socket)
-    servers = [ApiServer(create_app(controller), socket_path=paths.api_socket)]
+    controller = Controller(northbound, lambda _: read_inventory(args.hosts), load_pipeline(), args.openflow_socket)
+    servers = [ApiServer(create_app(controller), socket_path=args.api_socket)] if args.api_socket else []
     if args.api_listen:
         servers.append(ApiServer(create_app(controller, token), host=args.api_listen[0], port=args.api_listen[1],
                                  certificate=args.certificate, private_key=args.private_key))
@@ -121,7 +125,7 @@ def _address(text: str) -> tuple[str, int]:
 
 def _openflow_options(args) -> list[str]:
     """os-ken's own listener: on TCP, or on SSL checking each switch's certificate. (In a
-    lab without --ssl it is unused: bridges come in on the unix socket.)"""
+    lab without --ssl it is unused: bridges come in on --openflow-socket.)"""
     host, port = args.openflow_listen
     if not args.private_key:
         return ["--ofp-listen-host", host, "--ofp-tcp-listen-port", str(port)]

@@ -1,27 +1,38 @@
 """How the controller reaches each host: its OVSDB server, its bridge's controller
 target, its libvirtd, and where a VM's files live there.
 
-In a lab these are unix sockets and folders in the lab's folder; the
-controller code does not care which, it only ever uses these three standard
-doors of a host.
+They come from a host inventory file, the same for a lab (`lab up` writes it:
+unix sockets in the lab folder, or SSL on the management network with `--ssl`)
+and for real hosts (written by hand):
+
+    hosts:
+      hv1:
+        ovsdb: ssl:10.0.0.11:6640
+        openflow_target: ssl:10.0.0.10:6653
+        libvirt: qemu+tls://10.0.0.11/system
+        migration_address: 10.0.0.11
+        vm_files: /var/lib/sdnvirt/vms
+
+The controller reads it again whenever the topology changes, so hosts added
+with `apply` are found once they are in the file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sdnvirt.compute.hypervisor import libvirt_uri
-from sdnvirt.lab.paths import LabPaths
-from sdnvirt.lab.record import LabRecord
-from sdnvirt.lab.underlay import CONTROLLER_MANAGEMENT_ADDRESS
-from sdnvirt.model.topology import Topology
-from sdnvirt.vswitch.names import OPENFLOW_PORT, OVSDB_PORT
+from pydantic import BaseModel, ConfigDict, ValidationError
+from ruamel.yaml import YAML, YAMLError
+
+
+class InventoryError(RuntimeError):
+    pass
 
 
 @dataclass(frozen=True)
 class HostEndpoints:
-    ovsdb: str  # OVSDB remote, e.g. unix:/run/sdnvirt/demo/hosts/hv1/ovs/db.sock
+    ovsdb: str  # OVSDB remote, e.g. unix:/run/sdnvirt/demo/hosts/hv1/ovs/db.sock or ssl:IP:6640
     openflow_target: str  # what the host's bridge connects to
     libvirt: str  # libvirt URI
     migration_address: str  # where the host's libvirtd and QEMU take a migration
@@ -34,21 +45,39 @@ class HostEndpoints:
         return self.vm_files / f"{vm}.agent.sock"
 
 
-def lab_endpoints(paths: LabPaths, topology: Topology) -> dict[str, HostEndpoints]:
-    """Read again whenever the topology changes: the lab records a new host's management
-    address before the controller hears of the host."""
-    record = LabRecord.load(paths.record)
-    management = record.management
-    if record.ssl:  # over the management network, as on real hosts
-        ovsdb = {name: f"ssl:{management.get(name, '')}:{OVSDB_PORT}" for name in topology.hosts}
-        openflow = dict.fromkeys(topology.hosts, f"ssl:{CONTROLLER_MANAGEMENT_ADDRESS}:{OPENFLOW_PORT}")
-    else:
-        ovsdb = {name: f"unix:{paths.host(name).ovsdb_socket}" for name in topology.hosts}
-        openflow = {name: f"unix:{paths.host(name).controller_socket}" for name in topology.hosts}
-    return {
-        name: HostEndpoints(ovsdb=ovsdb[name], openflow_target=openflow[name],
-                            libvirt=libvirt_uri(paths.host(name).libvirt_socket),
-                            migration_address=management.get(name, ""),
-                            vm_files=paths.host(name).vms)
-        for name in topology.hosts
-    }
+class _Host(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ovsdb: str
+    openflow_target: str
+    libvirt: str
+    migration_address: str
+    vm_files: Path
+
+
+class _Inventory(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hosts: dict[str, _Host]
+
+
+def read_inventory(path: Path) -> dict[str, HostEndpoints]:
+    try:
+        data = YAML(typ="safe").load(path.read_text())
+        inventory = _Inventory.model_validate(data)
+    except OSError as error:
+        raise InventoryError(f"{path}: cannot read the host inventory: {error.strerror}") from None
+    except YAMLError as error:
+        raise InventoryError(f"{path}: not YAML: {error}") from None
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+        raise InventoryError(f"{path}: {problems}") from None
+    return {name: HostEndpoints(**host.model_dump()) for name, host in inventory.hosts.items()}
+
+
+def write_inventory(path: Path, endpoints: dict[str, HostEndpoints]) -> None:
+    hosts = {name: {**asdict(e), "vm_files": str(e.vm_files)} for name, e in sorted(endpoints.items())}
+    temporary = path.with_suffix(".tmp")
+    yaml = YAML()
+    yaml.width = 4096  # one line per value, as a person writes it
+    with temporary.open("w") as out:
+        yaml.dump({"hosts": hosts}, out)
+    temporary.replace(path)  # the controller may read it at any moment: never half written

@@ -51,7 +51,7 @@ class TopologyNotApplied(RuntimeError):
 
 class Controller:
     def __init__(self, northbound: Northbound, endpoints: Callable[[Topology], dict[str, HostEndpoints]],
-                 pipeline: Pipeline, openflow_socket: Path):
+                 pipeline: Pipeline, openflow_socket: Path | None = None):
         topology = northbound.topology()
         self.topology = topology
         self.northbound = northbound
@@ -63,7 +63,7 @@ class Controller:
         self.fabric = Fabric(self.store, pipeline, self._mark_ready)
         self._marked: dict[str, set[tuple[str, int]]] = {h: set() for h in topology.hosts}
         self._markers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ready-markers")
-        self.listener = UnixOpenFlowListener(openflow_socket)
+        self.listener = UnixOpenFlowListener(openflow_socket) if openflow_socket else None
         self.ovsdbs: dict[str, HostOvsdb] = {}
         self._heard_from: set[str] = set()
         self._lock = threading.Lock()
@@ -111,7 +111,8 @@ class Controller:
         contexts = manager.create_contexts()
         manager.instantiate_apps(**contexts, fabric=self.fabric, on_packet_in=self.switch_over.packet_in)
         manager.applications[FabricApp.__name__].handle_in_receive_threads()
-        self.listener.start()
+        if self.listener is not None:
+            self.listener.start()
 
     def _attach_in_background(self, host: str) -> None:
         threading.Thread(target=self._attach_host, args=(host,), name=f"attach-{host}", daemon=True).start()
@@ -310,7 +311,8 @@ class Controller:
     def stop(self) -> None:
         for hypervisor in self.hypervisors.values():
             hypervisor.stop()
-        self.listener.stop()
+        if self.listener is not None:
+            self.listener.stop()
         self.fabric.stop()
         for ovsdb in self.ovsdbs.values():
             ovsdb.stop()

@@ -19,6 +19,7 @@ from sdnvirt.compute.image import build_image
 from sdnvirt.lab import netns
 from sdnvirt.lab.guest import NetnsGuest
 from sdnvirt.lab.host import LabHost
+from sdnvirt.lab.inventory import write_lab_inventory
 from sdnvirt.lab.lab import Lab, LabError
 from sdnvirt.lab.libvirtd import stop_domains
 from sdnvirt.lab.process import is_running, stop
@@ -47,6 +48,7 @@ def apply(lab: Lab, source: Path) -> dict:
     _unplug_guests(lab, old, new, record)
     lab.topology = new
     _build_segments_and_hosts(lab, old, new, record)
+    write_lab_inventory(lab.paths, record, new)  # before the controller hears of the new hosts
     applied = lab.api().apply_topology(text, str(source))
     shutil.copyfile(source, lab.paths.topology)
     lab.wait_for_bridges(list(new.hosts))

@@ -21,6 +21,7 @@ from sdnvirt.compute.image import build_image
 from sdnvirt.lab import naming, netns, netns_migration
 from sdnvirt.lab.guest import NetnsGuest
 from sdnvirt.lab.host import LabHost
+from sdnvirt.lab.inventory import write_lab_inventory
 from sdnvirt.lab.libvirtd import stop_domains
 from sdnvirt.lab.northbound import NORTHBOUND, northbound_remote, start_northbound
 from sdnvirt.lab.paths import SUN_PATH_MAX, LabPaths, labs_root
@@ -164,7 +165,10 @@ class Lab:
         self._launch_controller(record)
 
     def _launch_controller(self, record: LabRecord) -> None:
-        argv = [sys.executable, "-m", "sdnvirt.controller", "--lab", str(self.paths.root)]
+        write_lab_inventory(self.paths, record, self.topology)
+        argv = [sys.executable, "-m", "sdnvirt.controller", "--northbound", northbound_remote(self.paths),
+                "--hosts", str(self.paths.inventory), "--openflow-socket", str(self.paths.openflow_socket),
+                "--api-socket", str(self.paths.api_socket)]
         if record.ssl:
             credentials = LabPki(self.paths.pki).controller()
             argv += ["--private-key", str(credentials.private_key), "--certificate", str(credentials.certificate),

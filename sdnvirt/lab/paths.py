@@ -111,6 +111,11 @@ class LabPaths:
         return self.northbound / "nb.sock"
 
     @property
+    def inventory(self) -> Path:
+        """Where the controller finds each host (controller/endpoints.py)."""
+        return self.root / "hosts.yaml"
+
+    @property
     def pki(self) -> Path:
         """Certificates of a lab brought up with `--ssl` (see pki.py)."""
         return self.root / "pki"

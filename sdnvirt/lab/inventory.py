@@ -1,0 +1,27 @@
+"""The host inventory a lab gives its controller (see controller/endpoints.py): unix
+sockets in the lab folder, or with `--ssl` the hosts' management addresses."""
+
+from __future__ import annotations
+
+from sdnvirt.compute.hypervisor import libvirt_uri
+from sdnvirt.controller.endpoints import HostEndpoints, write_inventory
+from sdnvirt.lab.paths import LabPaths
+from sdnvirt.lab.record import LabRecord
+from sdnvirt.lab.underlay import CONTROLLER_MANAGEMENT_ADDRESS
+from sdnvirt.model.topology import Topology
+from sdnvirt.vswitch.names import OPENFLOW_PORT, OVSDB_PORT
+
+
+def write_lab_inventory(paths: LabPaths, record: LabRecord, topology: Topology) -> None:
+    """Every host of the topology, each with its management address already in the record."""
+    write_inventory(paths.inventory, {name: _endpoints(paths, record, name) for name in topology.hosts})
+
+
+def _endpoints(paths: LabPaths, record: LabRecord, host: str) -> HostEndpoints:
+    address, folder = record.management[host], paths.host(host)
+    if record.ssl:  # over the management network, as on real hosts
+        ovsdb, openflow = f"ssl:{address}:{OVSDB_PORT}", f"ssl:{CONTROLLER_MANAGEMENT_ADDRESS}:{OPENFLOW_PORT}"
+    else:
+        ovsdb, openflow = f"unix:{folder.ovsdb_socket}", f"unix:{folder.controller_socket}"
+    return HostEndpoints(ovsdb=ovsdb, openflow_target=openflow, libvirt=libvirt_uri(folder.libvirt_socket),
+                         migration_address=address, vm_files=folder.vms)
