@@ -22,6 +22,7 @@ from labs import build_lab
 
 SDNVIRT = str(Path(sys.executable).parent / "sdnvirt")
 PORT_CHANGES_ON_PATH = 2  # ports the edit adds or removes on the hosts of the ping a1 -> a2
+MAX_GAP = 0.25  # seconds without an answer: a lost ping or two and a busy machine, never an outage
 
 BASE = """\
 name: apl
@@ -103,7 +104,7 @@ def test_apply_adds_and_removes_live_and_running_traffic_loses_nothing(lab, file
     # Nothing on its path is touched. But hv1, where the ping starts, gets a port (a1/eth1) and
     # loses one (b1): Open vSwitch's userspace datapath reconfigures for each and may lose a
     # packet of other ports while it does (measured here: 2 in 30 port changes at 2 ms).
-    assert pinged.lost <= PORT_CHANGES_ON_PATH and pinged.longest_gap() < 0.1, str(pinged)
+    assert pinged.lost <= PORT_CHANGES_ON_PATH and pinged.longest_gap() < MAX_GAP, str(pinged)
     now = running(lab)
     assert ping(now, "a3", "10.0.0.11") == 3  # across three segments, on the network a1 had
     assert ping(now, "a3", "10.0.1.11") == 3  # on the new network, to a1's new NIC
