@@ -15,6 +15,7 @@ TIMEOUT = 10.0
 API_PORT = 8443  # where the controller serves the API on TCP (HTTPS), e.g. in a lab up with --ssl
 VM_ACTION_TIMEOUT = 180.0  # a save writes the guest's memory to disk
 APPLY_TIMEOUT = 60.0
+EVENT_SILENCE = 20.0  # seconds; the event stream sends a keepalive every 5 s
 
 
 class ApiError(RuntimeError):
@@ -41,14 +42,14 @@ class ApiClient:
             raise ApiError(_detail(response), response.status_code, _problems(response))
         return response.json()
 
-    def events(self, kinds: list[str] | None = None, after: int | None = None,
-               idle_timeout: float | None = None) -> Iterator[dict]:
-        """The controller's events as they come, each {"id", "kind", "data"}; ends when the
-        controller goes away, or after `idle_timeout` s with nothing (keepalives included)."""
+    def events(self, kinds: list[str] | None = None, after: int | None = None) -> Iterator[dict]:
+        """The controller's events as they come, each {"id", "kind", "data"}; ends (ApiError)
+        when the controller goes away, or says nothing, not even its keepalive, for
+        EVENT_SILENCE seconds."""
         params = [("kind", k) for k in kinds or []] + ([("after", str(after))] if after is not None else [])
         try:
             with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket_path)), base_url="http://sdnvirt",
-                              timeout=httpx.Timeout(TIMEOUT, read=idle_timeout)) as client, \
+                              timeout=httpx.Timeout(TIMEOUT, read=EVENT_SILENCE)) as client, \
                     client.stream("GET", "/events", params=params) as response:
                 if response.status_code >= 400:
                     response.read()
