@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-from sdnvirt.api.client import ApiError
 from sdnvirt.cli.lab import lab_named
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab, LabError
@@ -103,10 +102,7 @@ def describe(report: dict) -> str:
 
 
 def _list(args) -> int:
-    try:
-        reports = lab_named(args.lab).api().migrations()
-    except ApiError as error:
-        raise LabError(str(error)) from None
+    reports = lab_named(args.lab).api().migrations()
     if args.json:
         print(json.dumps(reports, indent=2))
     else:
