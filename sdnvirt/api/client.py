@@ -88,6 +88,12 @@ class ApiClient:
                 raise InputError([Problem(**p) for p in error.problems]) from None
             raise
 
+    def hosts(self) -> list[dict]:
+        return self._request("GET", "/hosts")
+
+    def networks(self) -> list[dict]:
+        return self._request("GET", "/networks")
+
     def flows(self, host: str) -> list[dict]:
         return self._request("GET", f"/hosts/{host}/flows")
 

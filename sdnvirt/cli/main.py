@@ -13,7 +13,6 @@ from sdnvirt.api.client import ApiError
 from sdnvirt.cli import change, demo, events, guest_exec, image, lab, migrate, northbound, pipeline, topo, vm
 from sdnvirt.compute.image import ImageError
 from sdnvirt.lab.lab import LabError
-from sdnvirt.lab.process import LabProcessError
 from sdnvirt.model.problems import InputError
 from sdnvirt.northbound.cluster import ClusterError
 from sdnvirt.northbound.database import NorthboundError
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(error, file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (LabError, LabProcessError, ApiError, ImageError, ClusterError, NorthboundError) as error:
+    except (LabError, ApiError, ImageError, ClusterError, NorthboundError) as error:
         print(f"sdnvirt: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:

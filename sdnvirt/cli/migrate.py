@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from sdnvirt.api.client import ApiError
 from sdnvirt.cli.lab import lab_named
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab, LabError
@@ -102,7 +103,10 @@ def describe(report: dict) -> str:
 
 
 def _list(args) -> int:
-    reports = lab_named(args.lab).api().migrations()
+    try:
+        reports = lab_named(args.lab).api().migrations()
+    except ApiError as error:
+        raise LabError(str(error)) from None
     if args.json:
         print(json.dumps(reports, indent=2))
     else:

@@ -94,7 +94,7 @@ def _unplug_guests(lab: Lab, old: Topology, new: Topology, record: LabRecord) ->
                 netns_guest.unplug(nic)
 
 
-def _build_segments_and_hosts(lab: Lab, old: Topology, new: Topology, record: LabRecord) -> None:
+def _build_segments_and_hosts(lab: Lab, old: Topology, new: Topology, record: LabRecord) -> list[str]:
     """New segments and hosts, in the lab's new topology (routes to every segment it has)."""
     new_segments = [new.segments[s] for s in sorted(set(new.segments) - set(old.segments))]
     for segment in new_segments:
@@ -114,6 +114,7 @@ def _build_segments_and_hosts(lab: Lab, old: Topology, new: Topology, record: La
                 hosts[name].libvirtd.start(record)
     lab.check_underlay(hosts)
     lab.teach_tunnel_neighbours(hosts)
+    return added
 
 
 def _plug_guests(lab: Lab, old: Topology, new: Topology, record: LabRecord) -> None:

@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sdnvirt.lab.process import LabProcessError, entering
+from sdnvirt.lab.process import entering
 
 ECHO_REQUEST, ECHO_REPLY = 8, 0
 REPLY_GRACE = 0.5  # seconds to wait for replies after the last probe
@@ -126,12 +126,12 @@ class MigrationProbe:
         ready, _, _ = select.select([self._process.stdout], [], [], START_TIMEOUT)
         if not ready or self._process.stdout.readline().strip() != "ready":
             self._process.kill()
-            raise LabProcessError(f"the probe in {namespace} did not start: {self._process.stderr.read()}")
+            raise RuntimeError(f"the probe in {namespace} did not start: {self._process.stderr.read()}")
 
     def stop(self) -> dict:
         out, err = self._process.communicate("stop\n", timeout=START_TIMEOUT)
         if self._process.returncode != 0:
-            raise LabProcessError(f"the probe failed: {err.strip()}")
+            raise RuntimeError(f"the probe failed: {err.strip()}")
         return json.loads(out)
 
 

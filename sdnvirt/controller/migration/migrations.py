@@ -245,9 +245,6 @@ class Migrations:
             LOG.warning("vm %s: migration to %s %s: %s", migration.vm, migration.destination,
                         "cancelled" if cancelled else "failed", message)
             self._finish(migration, "cancelled" if cancelled else "failed", message)
-        except Exception as error:  # whatever it was, the migration must end, not stay "running"
-            LOG.exception("vm %s: migration to %s failed", migration.vm, migration.destination)
-            self._finish(migration, "failed", str(error) or type(error).__name__)
 
     def _live(self, migration: Migration) -> None:
         vm, destination = migration.vm, migration.destination
@@ -303,7 +300,7 @@ class Migrations:
     def recover(self) -> None:
         """Finish or roll back every migration a previous controller left under way."""
         for migration in [m for m in self.list() if m.state == "running"]:
-            threading.Thread(target=self._guarded, args=(migration, self._recover), name=f"recover-{migration.vm}",
+            threading.Thread(target=self._recover, args=(migration,), name=f"recover-{migration.vm}",
                              daemon=True).start()
 
     def _recover(self, migration: Migration) -> None:
@@ -313,7 +310,7 @@ class Migrations:
         while time.monotonic() < deadline:
             host = self._settled_host(migration)
             if host == migration.destination:
-                self._switch_now(migration, "recovered")
+                self.switch_over.now(migration.vm, host, "recovered").result(timeout=SWITCH_OVER_WAIT)
                 self._finish(migration, "completed", "finished by a restarted controller")
                 return
             if host == migration.source:
