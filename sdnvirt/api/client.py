@@ -31,13 +31,10 @@ class ApiClient:
     def __init__(self, socket_path: Path):
         self.socket_path = socket_path
 
-    def _client(self, timeout: float | httpx.Timeout) -> httpx.Client:
-        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket_path)), base_url="http://sdnvirt",
-                            timeout=timeout)
-
     def _request(self, method: str, path: str, body: dict | None = None, timeout: float = TIMEOUT):
         try:
-            with self._client(timeout) as client:
+            with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket_path)),
+                              base_url="http://sdnvirt", timeout=timeout) as client:
                 response = client.request(method, path, json=body)
         except httpx.HTTPError as error:
             raise ApiError(f"controller at {self.socket_path}: {error}") from None
@@ -51,7 +48,8 @@ class ApiClient:
         EVENT_SILENCE seconds."""
         params = [("kind", k) for k in kinds or []] + ([("after", str(after))] if after is not None else [])
         try:
-            with self._client(httpx.Timeout(TIMEOUT, read=EVENT_SILENCE)) as client, \
+            with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket_path)), base_url="http://sdnvirt",
+                              timeout=httpx.Timeout(TIMEOUT, read=EVENT_SILENCE)) as client, \
                     client.stream("GET", "/events", params=params) as response:
                 if response.status_code >= 400:
                     response.read()

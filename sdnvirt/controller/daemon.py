@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         Stream.ssl_set_ca_cert_file(str(args.ca_cert))
     northbound = Northbound(args.northbound)
     try:
+        read_inventory(args.hosts)
         northbound.connect()
-    except NorthboundError as error:
+    except (InventoryError, NorthboundError) as error:
         print(error, file=sys.stderr)
         return 1
     topology = northbound.topology()
@@ -89,12 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cfg.CONF(args=_openflow_options(args), project="os_ken")
 
-    try:
-        controller = Controller(northbound, lambda: read_inventory(args.hosts), load_pipeline(),
-                                args.openflow_socket)
-    except InventoryError as error:
-        print(error, file=sys.stderr)
-        return 1
+    controller = Controller(northbound, lambda _: read_inventory(args.hosts), load_pipeline(), args.openflow_socket)
     servers = [ApiServer(create_app(controller), socket_path=args.api_socket)] if args.api_socket else []
     if args.api_listen:
         servers.append(ApiServer(create_app(controller, token), host=args.api_listen[0], port=args.api_listen[1],

@@ -50,13 +50,13 @@ class TopologyNotApplied(RuntimeError):
 
 
 class Controller:
-    def __init__(self, northbound: Northbound, endpoints: Callable[[], dict[str, HostEndpoints]],
+    def __init__(self, northbound: Northbound, endpoints: Callable[[Topology], dict[str, HostEndpoints]],
                  pipeline: Pipeline, openflow_socket: Path | None = None):
         topology = northbound.topology()
         self.topology = topology
         self.northbound = northbound
-        self._endpoints_of = endpoints  # the host inventory, read again whenever the topology changes
-        self.endpoints = endpoints()
+        self._endpoints_of = endpoints
+        self.endpoints = endpoints(topology)
         self.pipeline = pipeline
         self.events = EventStream()
         self.store = NorthboundStore(northbound, topology)
@@ -261,7 +261,7 @@ class Controller:
         old = self.topology
         added = sorted(set(topology.hosts) - set(old.hosts))
         removed = sorted(set(old.hosts) - set(topology.hosts))
-        self.endpoints = self._endpoints_of()
+        self.endpoints = self._endpoints_of(topology)
         self.topology = topology
         self._owners = owner_names(topology)
         for host in added:

@@ -17,7 +17,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from labs import build_lab_from_text
+from labs import build_lab
 
 TOPOLOGY = """\
 name: api
@@ -74,7 +74,9 @@ class UnixSocketApp:
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory):
-    for lab in build_lab_from_text(tmp_path_factory.mktemp("contract"), TOPOLOGY):
+    path = tmp_path_factory.mktemp("contract") / "api.yaml"
+    path.write_text(TOPOLOGY)
+    for lab in build_lab(path):
         app = UnixSocketApp(lab.paths.api_socket)
         try:
             # /events never ends by design: it is checked on its own, in test_apply.

@@ -13,15 +13,28 @@ import pytest
 
 from sdnvirt.api.client import API_PORT
 from sdnvirt.lab import naming
+from sdnvirt.lab.lab import Lab
+from sdnvirt.lab.paths import LabPaths
 from sdnvirt.lab.pki import LabPki
 from sdnvirt.lab.process import entering
 from sdnvirt.lab.underlay import CONTROLLER_MANAGEMENT_ADDRESS
+from sdnvirt.model.loader import load_topology
 from sdnvirt.vswitch.names import OPENFLOW_PORT, OVSDB_PORT
 
 from guests import FLOW_MOD_MESSAGES, flow_tables, ping, snooping, wait_until
-from labs import build_lab_from_text, two_racks
 
-TOPOLOGY = two_racks("sec") + """\
+TOPOLOGY = """\
+name: sec
+segments:
+  rack1: {subnet: 100.64.1.0/24}
+  rack2: {subnet: 100.64.2.0/24}
+hosts:
+  hv1: {segment: rack1}
+  hv2: {segment: rack2}
+tenants:
+  blue:
+    networks:
+      web: {subnet: 10.0.0.0/24}
 vms:
   a1: {host: hv1, nics: [{network: blue/web, ip: 10.0.0.11}]}
   a2: {host: hv2, nics: [{network: blue/web, ip: 10.0.0.12}]}
@@ -50,7 +63,15 @@ except (ssl.SSLError, OSError) as error:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    yield from build_lab_from_text(tmp_path_factory.mktemp("ssl"), TOPOLOGY, ssl=True)
+    path = tmp_path_factory.mktemp("ssl") / "sec.yaml"
+    path.write_text(TOPOLOGY)
+    topology = load_topology(path)
+    lab = Lab(topology, LabPaths.of(topology.name))
+    lab.up(path, ssl=True)
+    try:
+        yield lab
+    finally:
+        lab.down()
 
 
 @pytest.fixture(scope="module")

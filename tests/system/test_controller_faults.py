@@ -8,10 +8,21 @@ import time
 import pytest
 
 from guests import nic, ping, vm_ping, wait_until
-from labs import build_lab_from_text, two_racks
+from labs import build_lab
 
 # One VM that moves between segments, a guest in each segment to reach it from.
-TOPOLOGY = two_racks("sysflt") + """\
+TOPOLOGY = """\
+name: sysflt
+segments:
+  rack1: {subnet: 100.64.1.0/24}
+  rack2: {subnet: 100.64.2.0/24}
+hosts:
+  hv1: {segment: rack1}
+  hv2: {segment: rack2}
+tenants:
+  blue:
+    networks:
+      web: {subnet: 10.0.0.0/24}
 vms:
   vm1: {host: hv1, kind: qemu, memory: 128, nics: [{network: blue/web, ip: 10.0.0.11}]}
   near: {host: hv1, nics: [{network: blue/web, ip: 10.0.0.2}]}
@@ -22,7 +33,9 @@ MIGRATION_LIMIT = 120.0  # seconds for the migration to end, the controller's re
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    yield from build_lab_from_text(tmp_path_factory.mktemp("faults"), TOPOLOGY)
+    path = tmp_path_factory.mktemp("faults") / "sysflt.yaml"
+    path.write_text(TOPOLOGY)
+    yield from build_lab(path)
 
 
 def test_a_controller_killed_during_a_live_migration_still_ends_it(lab):
