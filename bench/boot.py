@@ -30,7 +30,7 @@ from sdnvirt.compute.image import build_image, kernel_cmdline
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab, running_labs
 from sdnvirt.lab.paths import LabPaths
-from sdnvirt.lab.process import entering
+from sdnvirt.linux.netns import entering
 from sdnvirt.model.loader import load_topology
 
 LAB = "bootbench"

@@ -44,16 +44,16 @@ from sdnvirt.compute.agent import AgentError, GuestAgent
 from sdnvirt.compute.domain import DomainFiles, domain_xml
 from sdnvirt.compute.image import build_image
 from sdnvirt.compute.live_migration import completed_job, migrate_live
-from sdnvirt.lab import netns
+from sdnvirt.lab import netns as lab_netns
 from sdnvirt.lab.lab import Lab, running_labs
 from sdnvirt.lab.migration_probe import MigrationProbe
-from sdnvirt.lab.netns import NetworkNamespace
+from sdnvirt.lab.ovn_baseline import OvnFabric
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.lab.record import LabRecord
+from sdnvirt.linux import netns
+from sdnvirt.linux.netns import NetworkNamespace
 from sdnvirt.model.loader import load_topology
 from sdnvirt.model.topology import Guest, GuestKind, Network, Nic, Topology
-
-from ovn_baseline import OvnFabric
 
 LAB = "migbench"
 MEMORY_MIB = 256
@@ -143,7 +143,7 @@ def learning_switch_probe(lab: Lab, mac: str, address: IPNetwork):
     namespace = f"{LAB}-normal-probe"
     host = lab.hosts()["hvp"]
     record = LabRecord.load(lab.paths.record)  # lab down removes it too, should this run crash
-    netns.create(record, namespace)
+    lab_netns.create(record, namespace)
     try:
         with NetworkNamespace(host.namespace) as host_ns:
             host_ns.add_veth("nprobe", namespace, "eth0")

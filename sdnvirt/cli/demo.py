@@ -19,13 +19,12 @@ from sdnvirt.lab.reachability import format_matrix, measure
 from sdnvirt.model.loader import load_topology
 from sdnvirt.model.picture import render
 from sdnvirt.model.topology import GuestKind, Topology
-
-DEFAULT_TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "demo.yaml"
+from sdnvirt.resources import DEMO_TOPOLOGY
 
 
 def register(verbs) -> None:
     demo = verbs.add_parser("demo", help="lab up on a topology, connectivity matrix, lab down")
-    demo.add_argument("file", type=Path, nargs="?", default=DEFAULT_TOPOLOGY)
+    demo.add_argument("file", type=Path, nargs="?", default=DEMO_TOPOLOGY)
     demo.set_defaults(run=_demo)
 
 

@@ -13,7 +13,7 @@ import sys
 from sdnvirt.cli.lab import lab_named
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import LabError
-from sdnvirt.lab.process import entering
+from sdnvirt.linux.netns import entering
 from sdnvirt.model.topology import GuestKind
 
 

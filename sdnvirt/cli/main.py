@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sdnvirt.api.client import ApiError
-from sdnvirt.cli import change, demo, events, guest_exec, image, lab, migrate, northbound, pipeline, topo, vm
+from sdnvirt.cli import change, demo, events, guest_exec, image, lab, migrate, nb, pipeline, topo, vm
+from sdnvirt.client.api import ApiError
 from sdnvirt.compute.image import ImageError
 from sdnvirt.lab.lab import LabError
 from sdnvirt.model.problems import InputError
@@ -24,7 +24,7 @@ EXIT_BAD_INPUT = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sdnvirt", description="Migration-aware SDN controller for KVM/QEMU hosts.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
-    for module in (topo, lab, change, vm, migrate, events, guest_exec, image, pipeline, northbound, demo):
+    for module in (topo, lab, change, vm, migrate, events, guest_exec, image, pipeline, nb, demo):
         module.register(verbs)
     return parser
 

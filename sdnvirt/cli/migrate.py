@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from sdnvirt.api.client import ApiError
 from sdnvirt.cli.lab import lab_named
+from sdnvirt.client.api import ApiError
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab, LabError
 from sdnvirt.lab.migration_probe import MigrationProbe

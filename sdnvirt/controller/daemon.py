@@ -22,11 +22,11 @@ from netaddr import AddrFormatError, IPAddress
 from os_ken import cfg
 from ovs.stream import Stream
 
-from sdnvirt.api.server import ApiServer, create_app
-from sdnvirt.api.token import TokenError, read_token
-from sdnvirt.controller.endpoints import InventoryError, read_inventory
+from sdnvirt.controller.api.server import ApiServer, create_app
+from sdnvirt.controller.api.token import TokenError, read_token
 from sdnvirt.controller.fabric.pipeline import load_pipeline
-from sdnvirt.controller.service import READY_TIMEOUT, Controller
+from sdnvirt.controller.inventory import InventoryError, read_inventory
+from sdnvirt.controller.wiring import READY_TIMEOUT, Controller
 from sdnvirt.northbound.database import Northbound, NorthboundError
 from sdnvirt.vswitch.names import OPENFLOW_PORT
 

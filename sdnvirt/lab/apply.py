@@ -14,9 +14,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from sdnvirt.api.client import ApiError
+from sdnvirt.client.api import ApiError
 from sdnvirt.compute.image import build_image
-from sdnvirt.lab import netns
 from sdnvirt.lab.guest import NetnsGuest
 from sdnvirt.lab.host import LabHost
 from sdnvirt.lab.inventory import write_lab_inventory
@@ -25,6 +24,7 @@ from sdnvirt.lab.libvirtd import stop_domains
 from sdnvirt.lab.process import is_running, stop
 from sdnvirt.lab.record import LabRecord
 from sdnvirt.lab.underlay import add_segment, remove_segment
+from sdnvirt.linux import netns
 from sdnvirt.model.loader import load_topology_text
 from sdnvirt.model.topology import GuestKind, Topology
 

@@ -8,10 +8,12 @@ iface-status). The controller cannot tell it from a QEMU guest.
 
 from __future__ import annotations
 
-from sdnvirt.lab import naming, netns
+from sdnvirt.lab import naming
+from sdnvirt.lab import netns as lab_netns
 from sdnvirt.lab.host import LabHost
-from sdnvirt.lab.netns import NetworkNamespace
 from sdnvirt.lab.record import LabRecord
+from sdnvirt.linux import netns
+from sdnvirt.linux.netns import NetworkNamespace
 from sdnvirt.model.topology import Guest, Nic, Topology, guest_uuid
 from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
 from sdnvirt.vswitch.ports import ATTACHED_MAC, IFACE_ID, IFACE_STATUS, VM_ID
@@ -25,7 +27,7 @@ class NetnsGuest:
         self.namespace = naming.guest_namespace(topology.name, guest.name)
 
     def build(self, record: LabRecord) -> None:
-        netns.create(record, self.namespace)
+        lab_netns.create(record, self.namespace)
         for nic in self.guest.nics:
             self.plug(nic)
 

@@ -14,13 +14,13 @@ import time
 
 from sdnvirt.lab import naming, netns
 from sdnvirt.lab.libvirtd import HostLibvirtd
-from sdnvirt.lab.netns import NetworkNamespace
 from sdnvirt.lab.openvswitch import HostOpenvswitch, SslListener
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.lab.pki import LabPki
-from sdnvirt.lab.process import LabProcessError, run_in_namespace
+from sdnvirt.lab.process import LabProcessError
 from sdnvirt.lab.record import LabRecord
 from sdnvirt.lab.underlay import UNDERLAY_MTU, plug_host, plug_management
+from sdnvirt.linux.netns import NetworkNamespace, run_in_namespace
 from sdnvirt.model.topology import GuestKind, Host, Segment, Topology
 from sdnvirt.vswitch.names import UNDERLAY_BRIDGE
 

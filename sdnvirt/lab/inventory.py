@@ -4,7 +4,7 @@ sockets in the lab folder, or with `--ssl` the hosts' management addresses."""
 from __future__ import annotations
 
 from sdnvirt.compute.hypervisor import libvirt_uri
-from sdnvirt.controller.endpoints import HostEndpoints, write_inventory
+from sdnvirt.controller.inventory import HostEndpoints, write_inventory
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.lab.record import LabRecord
 from sdnvirt.lab.underlay import CONTROLLER_MANAGEMENT_ADDRESS

@@ -16,25 +16,28 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdnvirt.api.client import API_PORT, ApiClient, ApiError
+from sdnvirt.client.api import ApiClient, ApiError
 from sdnvirt.compute.image import build_image
-from sdnvirt.lab import naming, netns, netns_migration
+from sdnvirt.lab import naming, netns_migration
+from sdnvirt.lab import netns as lab_netns
 from sdnvirt.lab.guest import NetnsGuest
 from sdnvirt.lab.host import LabHost
 from sdnvirt.lab.inventory import write_lab_inventory
 from sdnvirt.lab.libvirtd import stop_domains
-from sdnvirt.lab.northbound import NORTHBOUND, northbound_remote, start_northbound
+from sdnvirt.lab.northbound_server import NORTHBOUND, northbound_remote, start_northbound
 from sdnvirt.lab.paths import SUN_PATH_MAX, LabPaths, labs_root
 from sdnvirt.lab.pki import LabPki
 from sdnvirt.lab.process import LabProcessError, control_plane, is_running, start_background, stop
 from sdnvirt.lab.record import LabRecord
 from sdnvirt.lab.underlay import (
+    API_PORT,
     CONTROLLER_MANAGEMENT_ADDRESS,
     build_underlay,
     gateway_macs,
     management_address,
     plug_management,
 )
+from sdnvirt.linux import netns
 from sdnvirt.model.loader import load_topology
 from sdnvirt.model.topology import GuestKind, Topology
 from sdnvirt.northbound.database import Northbound
@@ -152,7 +155,7 @@ class Lab:
     def _start_control_plane(self, record: LabRecord, source: str) -> None:
         """The northbound database, filled with the topology, then the controller that reads it."""
         namespace = naming.controller_namespace(self.name)
-        netns.create(record, namespace)
+        lab_netns.create(record, namespace)
         if record.ssl:
             plug_management(self.name, naming.CONTROLLER_UPLINK, namespace, CONTROLLER_MANAGEMENT_ADDRESS)
         start_northbound(self.paths, namespace, record)

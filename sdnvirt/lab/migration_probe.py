@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from sdnvirt.lab.process import entering
+from sdnvirt.linux.netns import entering
 
 ECHO_REQUEST, ECHO_REPLY = 8, 0
 REPLY_GRACE = 0.5  # seconds to wait for replies after the last probe

@@ -30,8 +30,7 @@ from pyroute2 import IPRoute
 
 from sdnvirt.lab import naming
 from sdnvirt.lab.host import LabHost
-from sdnvirt.lab.netns import NetworkNamespace
-from sdnvirt.lab.process import entering
+from sdnvirt.linux.netns import NetworkNamespace, entering
 from sdnvirt.model.topology import Guest, Topology, guest_uuid
 from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
 from sdnvirt.vswitch.ports import ATTACHED_MAC, IFACE_ID, IFACE_STATUS, READY, VM_ID

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from sdnvirt.lab.paths import HostPaths
 from sdnvirt.lab.pki import Credentials
-from sdnvirt.lab.process import control_plane, run_in_namespace, start_detaching
+from sdnvirt.lab.process import control_plane, start_detaching
 from sdnvirt.lab.record import LabRecord
+from sdnvirt.linux.netns import run_in_namespace
 from sdnvirt.vswitch.names import OFCTL_PROTOCOL, OVSDB_PORT
 
 SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")

@@ -3,7 +3,7 @@
 Every running guest NIC probes every other one. A guest should reach exactly
 the guests on its own tenant networks; anything else is a failure, printed
 as such. "Reached" names one guest even where tenants reuse addresses: a
-netns guest sends to the target's own MAC and IP (sdnvirt.lab.probe); a qemu
+netns guest sends to the target's own MAC and IP (sdnvirt.lab.reachability_probe); a qemu
 guest pings the address through its agent and must have resolved it to the
 target's MAC.
 """
@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab
-from sdnvirt.lab.netns import NetworkNamespace
-from sdnvirt.lab.process import run_in_namespace
+from sdnvirt.linux.netns import NetworkNamespace, run_in_namespace
 from sdnvirt.model.topology import GuestKind, Nic
 
 PROBE_TIMEOUT = 60.0
@@ -61,8 +60,9 @@ def measure_pairs(lab: Lab, source: Endpoint, targets: list[Endpoint]) -> list[C
     if lab.topology.guests[source.guest].kind == GuestKind.QEMU:
         reached = _ping_from_vm(lab, source, targets)
     else:
-        argv = [sys.executable, "-m", "sdnvirt.lab.probe", "--iface", naming.guest_nic_name(source.nic.index),
-                "--src-mac", str(source.nic.mac), "--src-ip", str(source.nic.ip)]
+        argv = [sys.executable, "-m", "sdnvirt.lab.reachability_probe", "--iface",
+                naming.guest_nic_name(source.nic.index), "--src-mac", str(source.nic.mac),
+                "--src-ip", str(source.nic.ip)]
         argv += [f"{t.nic.mac},{t.nic.ip}" for t in targets]
         result = json.loads(run_in_namespace(naming.guest_namespace(lab.name, source.guest), argv,
                                              timeout=PROBE_TIMEOUT).stdout)

@@ -16,8 +16,8 @@ from __future__ import annotations
 from netaddr import IPNetwork
 
 from sdnvirt.lab import naming, netns
-from sdnvirt.lab.netns import NetworkNamespace
 from sdnvirt.lab.record import LabRecord
+from sdnvirt.linux.netns import NetworkNamespace
 from sdnvirt.model.topology import Host, Segment, Topology
 
 UNDERLAY_MTU = 9000  # jumbo frames, so VXLAN adds no fragmentation to guest MTU 1500
@@ -26,6 +26,7 @@ MANAGEMENT_BRIDGE = "mgmt"
 MANAGEMENT_NIC = "mgmt0"
 # The controller's address there, in a lab brought up with `--ssl`: hosts take the lowest.
 CONTROLLER_MANAGEMENT_ADDRESS = str(MANAGEMENT_SUBNET[-2])
+API_PORT = 8443  # where the controller serves its API there (HTTPS, with a token)
 
 
 def build_underlay(topology: Topology, record: LabRecord) -> None:

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdnvirt.northbound.database import DATABASE, SCHEMA
+from sdnvirt.northbound.database import DATABASE
+from sdnvirt.resources import NORTHBOUND_SCHEMA
 
 TOOL_TIMEOUT = 10.0
 STATUS_TIMEOUT = 5  # seconds ovs-appctl waits for the server's answer
@@ -144,7 +145,7 @@ def create_cluster(folder: Path, local: str) -> Path:
     """The first member's database file: a one-server cluster the others then join."""
     check_raft_address(local)
     member = _new_member(folder)
-    _tool(["ovsdb-tool", "create-cluster", str(member.database), str(SCHEMA), local])
+    _tool(["ovsdb-tool", "create-cluster", str(member.database), str(NORTHBOUND_SCHEMA), local])
     return member.database
 
 

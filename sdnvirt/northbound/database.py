@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 from ovsdbapp import api as ovsdbapp_api
 from ovsdbapp import exceptions as ovsdbapp_exceptions
@@ -24,7 +23,6 @@ from sdnvirt.northbound.rows import KEYS, Row, row_key, topology_from_rows, topo
 from sdnvirt.vswitch.ovsdb import OwnConnection
 
 LOG = logging.getLogger(__name__)
-SCHEMA = Path(__file__).resolve().parents[2] / "ovs" / "sdnvirt.ovsschema"
 DATABASE = "SDNVirt_Northbound"
 DESIRED_TABLES = ("Topology", *KEYS)
 

@@ -17,7 +17,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from labs import build_lab
+from helpers.labs import build_lab
 
 TOPOLOGY = """\
 name: api

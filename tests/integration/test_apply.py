@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from sdnvirt.lab import naming, netns
+from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab
-from sdnvirt.lab.process import entering
+from sdnvirt.linux import netns
+from sdnvirt.linux.netns import entering
 from sdnvirt.vswitch.names import tunnel_port
 
-from guests import kept_events, ping, steady_ping
-from labs import build_lab
+from helpers.guests import kept_events, ping, steady_ping
+from helpers.labs import build_lab
 
 SDNVIRT = str(Path(sys.executable).parent / "sdnvirt")
 PORT_CHANGES_ON_PATH = 2  # ports the edit adds or removes on the hosts of the ping a1 -> a2

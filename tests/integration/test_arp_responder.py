@@ -4,7 +4,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from sdnvirt.controller.fabric.pipeline import load_pipeline
 
-from guests import listen, nic, on_guest, on_underlay, send_frames
+from helpers.guests import listen, nic, on_guest, on_underlay, send_frames
 
 REQUESTS = 5
 

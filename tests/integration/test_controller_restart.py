@@ -2,7 +2,7 @@
 
 import threading
 
-from guests import FLOW_MOD_MESSAGES, flow_tables, nic, snooping, steady_ping, wait_until
+from helpers.guests import FLOW_MOD_MESSAGES, flow_tables, nic, snooping, steady_ping, wait_until
 
 PINGS = 600
 INTERVAL = 0.01  # seconds: one ping every 10 ms, for 6 s

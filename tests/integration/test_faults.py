@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from sdnvirt.lab import naming
-from sdnvirt.lab.northbound import northbound_remote
+from sdnvirt.lab.northbound_server import northbound_remote
 from sdnvirt.northbound.database import Northbound
 
-from guests import FLOW_MOD_MESSAGES, flow_tables, nic, ping, snooping, steady_ping, wait_until
-from labs import build_lab
+from helpers.guests import FLOW_MOD_MESSAGES, flow_tables, nic, ping, snooping, steady_ping, wait_until
+from helpers.labs import build_lab
 
 TOPOLOGY = Path(__file__).parent / "topologies" / "faults.yaml"
 INTERVAL = 0.01  # seconds between pings: a crash shows as missing answers, not as noise

@@ -33,14 +33,15 @@ from scapy.packet import Raw
 
 from sdnvirt.controller.fabric import meters
 from sdnvirt.lab import naming, netns_migration
-from sdnvirt.lab.northbound import northbound_remote
-from sdnvirt.lab.process import entering, is_running
+from sdnvirt.lab.northbound_server import northbound_remote
+from sdnvirt.lab.process import is_running
 from sdnvirt.lab.reachability import format_matrix, measure
 from sdnvirt.lab.record import LabRecord
+from sdnvirt.linux.netns import entering
 from sdnvirt.northbound.database import Northbound
 
-from guests import listen, nic, on_guest, wait_until
-from labs import build_lab
+from helpers.guests import listen, nic, on_guest, wait_until
+from helpers.labs import build_lab
 
 TOPOLOGY = Path(__file__).parent / "topologies" / "hostile.yaml"
 TESTS = Path(__file__).resolve().parents[1]

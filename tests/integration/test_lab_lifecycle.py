@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from sdnvirt.lab import netns
 from sdnvirt.lab.guest import NetnsGuest
 from sdnvirt.lab.lab import Lab, LabError
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.lab.process import start_time
 from sdnvirt.lab.record import LabRecord
+from sdnvirt.linux import netns
 from sdnvirt.model.loader import load_topology
 
-from guests import nic, ping, wait_until
-from labs import build_lab
+from helpers.guests import nic, ping, wait_until
+from helpers.labs import build_lab
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 SMALL = TOPOLOGIES / "small.yaml"

@@ -4,7 +4,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 
-from guests import listen, nic, on_guest, send_frames, wait_until
+from helpers.guests import listen, nic, on_guest, send_frames, wait_until
 
 FORGED = 5  # frames per forgery
 

@@ -11,17 +11,16 @@ import sys
 
 import pytest
 
-from sdnvirt.api.client import API_PORT
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.lab.pki import LabPki
-from sdnvirt.lab.process import entering
-from sdnvirt.lab.underlay import CONTROLLER_MANAGEMENT_ADDRESS
+from sdnvirt.lab.underlay import API_PORT, CONTROLLER_MANAGEMENT_ADDRESS
+from sdnvirt.linux.netns import entering
 from sdnvirt.model.loader import load_topology
 from sdnvirt.vswitch.names import OPENFLOW_PORT, OVSDB_PORT
 
-from guests import FLOW_MOD_MESSAGES, flow_tables, ping, snooping, wait_until
+from helpers.guests import FLOW_MOD_MESSAGES, flow_tables, ping, snooping, wait_until
 
 TOPOLOGY = """\
 name: sec

@@ -6,7 +6,7 @@ from scapy.layers.l2 import Ether
 
 from sdnvirt.lab.reachability import format_matrix, measure
 
-from guests import in_guest, listen, nic, on_guest, ping, send_frames
+from helpers.guests import in_guest, listen, nic, on_guest, ping, send_frames
 
 # (source, target, path the packets take)
 SAME_NETWORK = [

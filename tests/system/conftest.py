@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from labs import build_lab
+from helpers.labs import build_lab
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 

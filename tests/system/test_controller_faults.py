@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from guests import nic, ping, vm_ping, wait_until
-from labs import build_lab
+from helpers.guests import nic, ping, vm_ping, wait_until
+from helpers.labs import build_lab
 
 # One VM that moves between segments, a guest in each segment to reach it from.
 TOPOLOGY = """\

@@ -12,8 +12,8 @@ from scapy.layers.l2 import ARP, Ether
 from sdnvirt.cli.migrate import run_migration
 from sdnvirt.controller.fabric.cookies import owner_cookie
 
-from guests import listen, nic, on_guest, ping, vm_ping, wait_until
-from labs import build_lab
+from helpers.guests import listen, nic, on_guest, ping, vm_ping, wait_until
+from helpers.labs import build_lab
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 

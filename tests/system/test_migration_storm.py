@@ -10,7 +10,7 @@ import pytest
 from sdnvirt.cli.migrate import run_migration
 from sdnvirt.lab.reachability import format_matrix, measure
 
-from labs import build_lab
+from helpers.labs import build_lab
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 NEXT_HOST = {"hv1": "hv3", "hv2": "hv1", "hv3": "hv2"}  # a third of the moves cross the router

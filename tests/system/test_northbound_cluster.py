@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 from netaddr import IPNetwork
 
-from sdnvirt.cli import northbound as northbound_cli
-from sdnvirt.lab import netns
-from sdnvirt.lab.netns import NetworkNamespace
+from sdnvirt.cli import nb as nb_cli
+from sdnvirt.lab import netns as lab_netns
 from sdnvirt.lab.process import start_detaching, stop
 from sdnvirt.lab.record import LabRecord, ProcessRecord
+from sdnvirt.linux import netns
+from sdnvirt.linux.netns import NetworkNamespace
 from sdnvirt.model.loader import load_topology
 from sdnvirt.northbound.cluster import (
     ClusterError,
@@ -38,7 +39,7 @@ from sdnvirt.northbound.cluster import (
 )
 from sdnvirt.northbound.database import Northbound
 
-from guests import wait_until
+from helpers.guests import wait_until
 
 PREFIX = f"nbclu-{os.getpid()}"
 SUBNET = IPNetwork("198.18.200.0/24")
@@ -104,12 +105,12 @@ def members(tmp_path_factory) -> Iterator[list[Member]]:
 def cable(record: LabRecord, members: list[Member]) -> None:
     """One namespace per member, each with one NIC on a bridge in the switch namespace."""
     switch = f"{PREFIX}-sw"
-    netns.create(record, switch)
+    lab_netns.create(record, switch)
     with NetworkNamespace(switch) as ns:
         ns.add_bridge("br0")
         ns.bring_up("br0")
     for index, member in enumerate(members, start=1):
-        netns.create(record, member.namespace)
+        lab_netns.create(record, member.namespace)
         with NetworkNamespace(switch) as ns:
             ns.add_veth(f"p{index}", member.namespace, "eth0")
             ns.set_master(f"p{index}", "br0")
@@ -152,7 +153,7 @@ def member_of(members: list[Member], status: ClusterStatus) -> Member:
 
 def test_cluster_status_through_the_cli(members: list[Member], capsys) -> None:
     parser = argparse.ArgumentParser(prog="sdnvirt")
-    northbound_cli.register(parser.add_subparsers(dest="verb", required=True))
+    nb_cli.register(parser.add_subparsers(dest="verb", required=True))
     member = members[1]
 
     args = parser.parse_args(["nb", "cluster-status", "--ctl", str(member.folder.control_socket), "--json"])

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from sdnvirt.lab import netns
-from sdnvirt.lab.process import entering, is_running
+from sdnvirt.lab.ovn_baseline import OVN_BRIDGE, OvnError, OvnFabric
+from sdnvirt.lab.process import is_running
 from sdnvirt.lab.record import LabRecord
+from sdnvirt.linux import netns
+from sdnvirt.linux.netns import entering
 
-from guests import listen, nic, on_underlay, ping, wait_until
-from labs import build_lab
-from ovn_baseline import OVN_BRIDGE, OvnError, OvnFabric
+from helpers.guests import listen, nic, on_underlay, ping, wait_until
+from helpers.labs import build_lab
 
 TOPOLOGY = Path(__file__).parent / "topologies" / "ovnbase.yaml"
 SWITCH = "ls0"

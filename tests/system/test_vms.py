@@ -9,11 +9,11 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from sdnvirt.api.client import ApiError
+from sdnvirt.client.api import ApiError
 from sdnvirt.controller.fabric.cookies import owner_cookie
 from sdnvirt.lab.reachability import Endpoint, format_matrix, measure, measure_pairs
 
-from guests import nic, ping, vm_ping, wait_until
+from helpers.guests import nic, ping, vm_ping, wait_until
 
 
 def flows_of(lab, host: str, guest: str) -> list[str]:

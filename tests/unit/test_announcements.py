@@ -16,7 +16,7 @@ from sdnvirt.controller.state import MemoryStore
 from sdnvirt.lab.netns_migration import rarp
 from sdnvirt.vswitch.ports import Binding
 
-from test_flow_compiler import OFPORTS, TOPOLOGY, port_id, view
+from helpers.fabric_views import OFPORTS, TOPOLOGY, port_id, view
 
 A1_MAC = "02:00:00:00:0a:01"
 A1 = bytes.fromhex(A1_MAC.replace(":", ""))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from sdnvirt.controller.endpoints import HostEndpoints, InventoryError, read_inventory, write_inventory
+from sdnvirt.controller.inventory import HostEndpoints, InventoryError, read_inventory, write_inventory
 
 HV1 = HostEndpoints(ovsdb="ssl:10.0.0.11:6640", openflow_target="ssl:10.0.0.10:6653",
                     libvirt="qemu+unix:///system?socket=/run/sdnvirt/lab/hosts/hv1/libvirt/sock/libvirt-sock",

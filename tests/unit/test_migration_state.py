@@ -4,7 +4,7 @@ from sdnvirt.controller.fabric.flow import METADATA_MASK, NETWORK_MASK, Output, 
 from sdnvirt.controller.state import FabricView, MemoryStore, resolve_active
 from sdnvirt.vswitch.ports import Binding, HostPorts, TunnelPort
 
-from test_flow_compiler import OFPORTS, PIPELINE, TOPOLOGY, TUNNEL_OFPORTS, flows_of, port_id, table, view
+from helpers.fabric_views import OFPORTS, PIPELINE, TOPOLOGY, TUNNEL_OFPORTS, flows_of, port_id, table, view
 
 A1_MAC = "02:00:00:00:0a:01"
 DESTINATION_OFPORT = 7

@@ -11,7 +11,7 @@ from sdnvirt.controller.fabric import openflow
 from sdnvirt.controller.fabric.compiler import compile_host
 from sdnvirt.controller.fabric.flow import Move, flow
 
-from test_flow_compiler import PIPELINE, TOPOLOGY, view
+from helpers.fabric_views import PIPELINE, TOPOLOGY, view
 
 
 class Datapath:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-PIPELINE_FILE = Path(__file__).resolve().parents[3] / "flows" / "pipeline.yaml"
+from sdnvirt.resources import PIPELINE
 
 
 @dataclass(frozen=True)
@@ -59,5 +59,5 @@ def parse_pipeline(text: str) -> Pipeline:
 
 
 @cache
-def load_pipeline(path: Path = PIPELINE_FILE) -> Pipeline:
+def load_pipeline(path: Path = PIPELINE) -> Pipeline:
     return parse_pipeline(path.read_text())

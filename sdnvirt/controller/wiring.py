@@ -18,7 +18,6 @@ from sdnvirt.compute.domain import DomainFiles
 from sdnvirt.compute.hypervisor import DomainEvent, Hypervisor
 from sdnvirt.compute.image import cached_image
 from sdnvirt.compute.machines import MachineError, Machines
-from sdnvirt.controller.endpoints import HostEndpoints
 from sdnvirt.controller.events import EventStream
 from sdnvirt.controller.fabric.bridges import Fabric
 from sdnvirt.controller.fabric.cookies import owner_names
@@ -27,9 +26,10 @@ from sdnvirt.controller.fabric.listener import UnixOpenFlowListener
 from sdnvirt.controller.fabric.openflow import read_flow
 from sdnvirt.controller.fabric.openflow_app import FabricApp
 from sdnvirt.controller.fabric.pipeline import Pipeline
+from sdnvirt.controller.inventory import HostEndpoints
 from sdnvirt.controller.migration.migrations import Migration, Migrations
 from sdnvirt.controller.migration.switchover import SwitchedOver, SwitchOver
-from sdnvirt.controller.northbound_store import NorthboundStore
+from sdnvirt.controller.store import NorthboundStore
 from sdnvirt.controller.topology_update import checked_changes
 from sdnvirt.model.changes import Change
 from sdnvirt.model.topology import GuestKind, Topology

@@ -21,12 +21,13 @@ from pathlib import Path
 
 from netaddr import IPNetwork
 
-from sdnvirt.lab import netns
+from sdnvirt.lab import netns as lab_netns
 from sdnvirt.lab.host import LabHost
 from sdnvirt.lab.lab import Lab
-from sdnvirt.lab.netns import NetworkNamespace
-from sdnvirt.lab.process import LabProcessError, control_plane, run_in_namespace, start_detaching, stop
+from sdnvirt.lab.process import LabProcessError, control_plane, start_detaching, stop
 from sdnvirt.lab.record import LabRecord, ProcessRecord
+from sdnvirt.linux import netns
+from sdnvirt.linux.netns import NetworkNamespace, run_in_namespace
 from sdnvirt.vswitch.names import interface_name
 
 OVN_BRIDGE = "br-ovn"
@@ -240,7 +241,7 @@ class OvnFabric:
         if netns.exists(name):
             raise OvnError(f"namespace {name} exists already")
         self._namespaces.append(name)
-        netns.create(self._lab_record(), name)  # IPv6 off, loopback up, recorded
+        lab_netns.create(self._lab_record(), name)  # IPv6 off, loopback up, recorded
 
     def _lab_record(self) -> LabRecord:
         return LabRecord.load(self.lab.paths.record)

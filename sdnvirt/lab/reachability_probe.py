@@ -8,7 +8,7 @@ One capture runs for the whole probe, so an answer counts whenever it comes
 within the time allowed (a target may first have to resolve our address,
 and retry that); unanswered targets are asked again once a second.
 
-    python -m sdnvirt.lab.probe --iface eth0 --src-mac M --src-ip I MAC,IP [MAC,IP...]
+    python -m sdnvirt.lab.reachability_probe --iface eth0 --src-mac M --src-ip I MAC,IP [MAC,IP...]
 
 prints one JSON object {"MAC,IP": true|false, ...}.
 """
@@ -59,7 +59,7 @@ def reaches(iface: str, src_mac: str, src_ip: str, targets: list[tuple[str, str]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m sdnvirt.lab.probe")
+    parser = argparse.ArgumentParser(prog="python -m sdnvirt.lab.reachability_probe")
     parser.add_argument("--iface", required=True)
     parser.add_argument("--src-mac", required=True)
     parser.add_argument("--src-ip", required=True)

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sdnvirt.api.client import ApiError
+from sdnvirt.client.api import ApiError
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab
-from sdnvirt.lab.process import entering
+from sdnvirt.linux.netns import entering
 from sdnvirt.model.topology import Nic
 from sdnvirt.vswitch.names import OFCTL_PROTOCOL
 

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from sdnvirt.controller.service import Controller, TopologyNotApplied
+from sdnvirt.controller.wiring import Controller, TopologyNotApplied
 from sdnvirt.model.problems import InputError
 
 MAX_SOURCE = 1 << 20  # bytes of YAML: far more than any datacenter's topology file

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
-from sdnvirt.controller.service import Controller
+from sdnvirt.controller.wiring import Controller
 
 
 def fabric_routes(controller: Controller) -> APIRouter:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from sdnvirt.compute.machines import MachineError
-from sdnvirt.controller.service import Controller
+from sdnvirt.controller.wiring import Controller
 
 MAX_WAIT = 300.0
 

@@ -12,7 +12,6 @@ import httpx
 from sdnvirt.model.problems import InputError, Problem
 
 TIMEOUT = 10.0
-API_PORT = 8443  # where the controller serves the API on TCP (HTTPS), e.g. in a lab up with --ssl
 VM_ACTION_TIMEOUT = 180.0  # a save writes the guest's memory to disk
 APPLY_TIMEOUT = 60.0
 EVENT_SILENCE = 20.0  # seconds; the event stream sends a keepalive every 5 s

@@ -8,10 +8,11 @@ the controller, which reads everything it needs from there.
 from __future__ import annotations
 
 from sdnvirt.lab.paths import LabPaths
-from sdnvirt.lab.process import control_plane, run_in_namespace, start_detaching
+from sdnvirt.lab.process import control_plane, start_detaching
 from sdnvirt.lab.record import LabRecord
+from sdnvirt.linux.netns import run_in_namespace
 from sdnvirt.northbound.cluster import MemberFolder, serve_command
-from sdnvirt.northbound.database import SCHEMA
+from sdnvirt.resources import NORTHBOUND_SCHEMA
 
 NORTHBOUND = "northbound"
 
@@ -24,6 +25,6 @@ def start_northbound(paths: LabPaths, namespace: str, record: LabRecord, create:
     member = MemberFolder(paths.northbound)
     if create:
         member.path.mkdir(parents=True, exist_ok=True)
-        run_in_namespace(None, ["ovsdb-tool", "create", str(member.database), str(SCHEMA)])
+        run_in_namespace(None, ["ovsdb-tool", "create", str(member.database), str(NORTHBOUND_SCHEMA)])
     argv = serve_command(member.database, member.path, [f"punix:{paths.northbound_socket}"])
     record.add_process(start_detaching(NORTHBOUND, namespace, control_plane(argv), member.pidfile))

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sdnvirt.compute.agent import AgentError
 from sdnvirt.compute.machines import MachineError, MachineState
-from sdnvirt.controller.service import Controller
+from sdnvirt.controller.wiring import Controller
 from sdnvirt.model.topology import GuestKind
 
 Action = Literal["start", "shutdown", "destroy", "reboot", "suspend", "resume", "save", "restore"]

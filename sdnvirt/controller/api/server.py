@@ -15,14 +15,14 @@ from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sdnvirt.api.errors import ERROR_RESPONSES, refused, validation_failed
-from sdnvirt.api.event_routes import event_routes
-from sdnvirt.api.fabric_routes import fabric_routes
-from sdnvirt.api.migration_routes import migration_routes
-from sdnvirt.api.token import TokenCheck
-from sdnvirt.api.topology_routes import topology_routes
-from sdnvirt.api.vm_routes import vm_routes
-from sdnvirt.controller.service import Controller
+from sdnvirt.controller.api.errors import ERROR_RESPONSES, refused, validation_failed
+from sdnvirt.controller.api.event_routes import event_routes
+from sdnvirt.controller.api.fabric_routes import fabric_routes
+from sdnvirt.controller.api.migration_routes import migration_routes
+from sdnvirt.controller.api.token import TokenCheck
+from sdnvirt.controller.api.topology_routes import topology_routes
+from sdnvirt.controller.api.vm_routes import vm_routes
+from sdnvirt.controller.wiring import Controller
 
 
 def create_app(controller: Controller, token: str | None = None) -> FastAPI:
