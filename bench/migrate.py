@@ -39,14 +39,13 @@ import libvirt
 from netaddr import EUI, IPNetwork, mac_unix_expanded
 from ruamel.yaml import YAML
 
-from sdnvirt.cli.migrate import run_migration
 from sdnvirt.compute.agent import AgentError, GuestAgent
 from sdnvirt.compute.domain import DomainFiles, domain_xml
 from sdnvirt.compute.image import build_image
 from sdnvirt.compute.live_migration import completed_job, migrate_live
 from sdnvirt.lab import netns as lab_netns
 from sdnvirt.lab.lab import Lab, running_labs
-from sdnvirt.lab.migration_probe import MigrationProbe
+from sdnvirt.lab.migration_probe import MigrationProbe, migrate
 from sdnvirt.lab.ovn_baseline import OvnFabric
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.lab.record import LabRecord
@@ -175,12 +174,12 @@ def probed(namespace: str, target: str, move: Callable[[], dict]) -> dict:
 def sdnvirt_runs(lab: Lab, hosts: tuple[str, str], runs: int) -> list[dict]:
     reports = []
     for run in range(runs):
-        report = run_migration(lab, "vm", hosts[(run + 1) % 2], probe="probe")
+        report = migrate(lab, "vm", hosts[(run + 1) % 2], probe="probe")
         if report["result"] != "completed":
             raise RuntimeError(f"sdnvirt migration failed: {report}")
         reports.append(report)
     if lab.api().vm("vm")["host"] != hosts[0]:
-        run_migration(lab, "vm", hosts[0])
+        migrate(lab, "vm", hosts[0])
     return reports
 
 

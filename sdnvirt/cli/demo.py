@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sdnvirt.cli.migrate import describe, run_migration
+from sdnvirt.cli.migrate import describe
 from sdnvirt.lab.lab import Lab, LabError
+from sdnvirt.lab.migration_probe import migrate
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.lab.reachability import format_matrix, measure
 from sdnvirt.model.loader import load_topology
@@ -45,7 +46,7 @@ def _demo(args) -> int:
         wrong = _matrix(lab)
         for vm, destination, probe in _moves(topology):
             _step(f"live migration of {vm} to {destination} (another segment), {probe} probing it every 5 ms")
-            report = run_migration(lab, vm, destination, probe=probe)
+            report = migrate(lab, vm, destination, probe=probe)
             print(describe(report))
             if report["result"] != "completed":
                 raise LabError(f"the migration of {vm} {report['result']}")

@@ -1,7 +1,8 @@
 """`sdnvirt`: one command, a few verbs that say what they do.
 
-Errors reach the user as one message each: bad input (files, arguments)
-exits with status 2, a failure of the lab or the controller with status 1.
+Errors reach the user as one message each, never a traceback: bad input (a
+topology file, arguments) exits with status 2, a failure of the lab, the
+controller or a host with status 1 (see exits.py; `sdnvirt exec` has its own).
 """
 
 from __future__ import annotations
@@ -9,20 +10,26 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sdnvirt.cli import change, demo, events, guest_exec, image, lab, migrate, nb, pipeline, topo, vm
+from sdnvirt.cli import change, demo, events, exits, guest_exec, image, lab, migrate, nb, pipeline, topo, vm
 from sdnvirt.client.api import ApiError
 from sdnvirt.compute.image import ImageError
+from sdnvirt.errors import SdnvirtError
 from sdnvirt.lab.lab import LabError
+from sdnvirt.lab.process import LabProcessError
+from sdnvirt.linux.netns import CommandError
 from sdnvirt.model.problems import InputError
 from sdnvirt.northbound.cluster import ClusterError
 from sdnvirt.northbound.database import NorthboundError
 
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
+OPERATIONAL = (LabError, ApiError, ImageError, ClusterError, NorthboundError, LabProcessError, CommandError,
+               SdnvirtError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sdnvirt", description="Migration-aware SDN controller for KVM/QEMU hosts.")
+    parser = argparse.ArgumentParser(
+        prog="sdnvirt", description="Migration-aware SDN controller for KVM/QEMU hosts.",
+        epilog="exit status: 0 done; 1 the lab, the controller or a host failed; 2 bad input (topology file, "
+               "arguments); exec: the guest command's own status, 255 when sdnvirt failed")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     for module in (topo, lab, change, vm, migrate, events, guest_exec, image, pipeline, nb, demo):
         module.register(verbs)
@@ -30,17 +37,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        return args.run(args) or 0
+        return args.run(args) or exits.OK
     except InputError as error:
         print(error, file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (LabError, ApiError, ImageError, ClusterError, NorthboundError) as error:
+        return exits.BAD_INPUT
+    except exits.UsageError as error:
+        parser.print_usage(sys.stderr)
         print(f"sdnvirt: {error}", file=sys.stderr)
-        return EXIT_FAILURE
+        return exits.BAD_INPUT
+    except OPERATIONAL as error:
+        print(f"sdnvirt: {error}", file=sys.stderr)
+        return exits.FAILURE
     except KeyboardInterrupt:
-        return 130
+        return exits.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import time
 
 from sdnvirt.cli.lab import lab_named
 from sdnvirt.client.api import ApiError
-from sdnvirt.lab import naming
-from sdnvirt.lab.lab import Lab, LabError
-from sdnvirt.lab.migration_probe import MigrationProbe
-from sdnvirt.model.topology import GuestKind
-
-WAIT_STEP = 30.0  # seconds per long poll
-MIGRATION_TIMEOUT = 600.0
-PROBE_TAIL = 1.0  # seconds the probe goes on after the migration, to see traffic settle
+from sdnvirt.lab.lab import LabError
+from sdnvirt.lab.migration_probe import migrate
 
 
 def register(verbs) -> None:
-    migrate = verbs.add_parser("migrate", help="move a guest to another host, live (or --offline)")
+    migrate = verbs.add_parser("migrate", help="move a guest to another host, live (or --offline)",
+                               epilog="exit status: 0 the migration completed (with --cancel: it was cancelled); "
+                                      "1 it did not (failed, rolled back, or too late to cancel), or the lab "
+                                      "or controller failed; 2 bad arguments")
     migrate.add_argument("vm")
     target = migrate.add_mutually_exclusive_group(required=True)
     target.add_argument("--to", metavar="HOST", help="the destination host")
@@ -35,51 +31,16 @@ def register(verbs) -> None:
     listing.set_defaults(run=_list)
 
 
-def probe_target(lab: Lab, vm: str, probe: str) -> str:
-    """The VM's address on the first network it shares with the probe guest."""
-    guest, prober = lab.topology.guests.get(vm), lab.topology.guests.get(probe)
-    if guest is None or prober is None:
-        raise LabError(f"no guest named {vm if guest is None else probe!r}")
-    if prober.kind != GuestKind.NETNS:
-        raise LabError(f"the probe must be a netns guest; {probe} is {prober.kind.value}")
-    networks = {nic.network for nic in prober.nics}
-    shared = next((nic for nic in guest.nics if nic.network in networks), None)
-    if shared is None:
-        raise LabError(f"{probe} shares no network with {vm}: it cannot probe it")
-    return str(shared.ip)
-
-
-def run_migration(lab: Lab, vm: str, destination: str, offline: bool = False, probe: str | None = None) -> dict:
-    """Migrate, with a probe if asked; the report, probe figures included."""
-    api = lab.api()
-    watcher = MigrationProbe(naming.guest_namespace(lab.name, probe), probe_target(lab, vm, probe)) if probe else None
-    migration = None
-    try:
-        migration = api.migrate(vm, destination, offline)
-        if migration["kind"] == "netns":
-            lab.move_guest(vm, destination, migration["id"])
-        deadline = time.monotonic() + MIGRATION_TIMEOUT
-        while migration["result"] == "running" and time.monotonic() < deadline:
-            migration = api.migration(migration["id"], wait=WAIT_STEP)
-    finally:
-        if watcher is not None:
-            time.sleep(PROBE_TAIL)
-            figures = watcher.stop()
-            if migration is not None:
-                migration = api.attach_probe(migration["id"], figures)
-    return migration
-
-
 def _migrate(args) -> int:
     lab = lab_named(args.lab)
     if args.cancel:
-        running = [m for m in lab.api().migrations() if m["vm"] == args.vm and m["result"] == "running"]
+        running = [m for m in lab.api().migrations() if m["vm"] == args.vm and m["result"] is None]
         if not running:
             raise LabError(f"vm {args.vm} is not migrating")
-        print(json.dumps(lab.api().cancel_migration(running[0]["id"])) if args.json
-              else f"cancelling the migration of {args.vm}")
-        return 0
-    report = run_migration(lab, args.vm, args.to, args.offline, args.probe)
+        report = lab.api().cancel_migration(running[0]["id"])
+        print(json.dumps(report, indent=2) if args.json else describe(report))
+        return 0 if report["result"] == "cancelled" else 1
+    report = migrate(lab, args.vm, args.to, args.offline, args.probe)
     print(json.dumps(report, indent=2) if args.json else describe(report))
     return 0 if report["result"] == "completed" else 1
 
@@ -88,8 +49,11 @@ def describe(report: dict) -> str:
     def ms(value) -> str:
         return "-" if value is None else f"{value:.1f} ms"
 
+    began = report["started_at"]
+    states = " -> ".join(f"{step['state']} {(step['at'] - began) * 1000:.0f} ms" for step in report["timeline"])
     lines = [f"migration {report['id']}: {report['vm']} {report['from']} -> {report['to']} ({report['kind']}): "
-             f"{report['result']}" + (f" ({report['error']})" if report.get("error") else ""),
+             f"{report['state']}" + (f" ({report['error']})" if report.get("error") else ""),
+             f"  {states}",
              f"  hypervisor downtime {ms(report['hypervisor_downtime_ms'])}, total {ms(report['total_ms'])}",
              f"  switch-over {ms(report['switchover_ms'])} after {report['trigger'] or 'no signal'}"
              f" ({report['switchover_flow_mods'] or 0} flow-mods)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sdnvirt.cli.guest_exec import run_in_guest
+from sdnvirt.cli.guest_exec import EPILOG, add_exec_arguments
 from sdnvirt.cli.lab import lab_named
 
 ACTIONS = {
@@ -40,12 +40,8 @@ def register(verbs) -> None:
     console.add_argument("--lab", help="the lab (default: the only one up)")
     console.set_defaults(run=_console)
 
-    run = sub.add_parser("exec", help="run a command in a guest (same as `sdnvirt exec`)")
-    run.add_argument("--lab", help="the lab (default: the only one up)")
-    run.add_argument("--timeout", type=float, default=30.0, help="seconds (qemu guests)")
-    run.add_argument("guest")
-    run.add_argument("command", nargs="+", help="-- CMD [ARG...]")
-    run.set_defaults(run=run_in_guest)
+    add_exec_arguments(sub.add_parser("exec", help="run a command in a guest (same as `sdnvirt exec`)",
+                                      epilog=EPILOG))
 
 
 def _since(seconds: float) -> str:

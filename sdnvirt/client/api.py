@@ -14,6 +14,7 @@ from sdnvirt.model.problems import InputError, Problem
 TIMEOUT = 10.0
 VM_ACTION_TIMEOUT = 180.0  # a save writes the guest's memory to disk
 APPLY_TIMEOUT = 60.0
+CANCEL_TIMEOUT = 90.0  # the controller answers a cancel within a minute
 EVENT_SILENCE = 20.0  # seconds; the event stream sends a keepalive every 5 s
 
 
@@ -119,16 +120,11 @@ class ApiClient:
         return self._request("GET", f"/migrations/{migration_id}?wait={wait}", timeout=wait + TIMEOUT)
 
     def cancel_migration(self, migration_id: int) -> dict:
-        return self._request("POST", f"/migrations/{migration_id}/cancel")
+        """Answered once the migration has ended: its report says whether it was cancelled."""
+        return self._request("POST", f"/migrations/{migration_id}/cancel", timeout=CANCEL_TIMEOUT)
 
     def attach_probe(self, migration_id: int, figures: dict) -> dict:
         return self._request("POST", f"/migrations/{migration_id}/probe", figures)
-
-    def switch_migration(self, migration_id: int) -> dict:
-        return self._request("POST", f"/migrations/{migration_id}/switch")
-
-    def guest_moved(self, migration_id: int, outcome: dict) -> dict:
-        return self._request("POST", f"/migrations/{migration_id}/moved", outcome)
 
     def exec(self, name: str, command: list[str], timeout: float = 30.0) -> tuple[int, bytes]:
         reply = self._request("POST", f"/vms/{name}/exec", {"command": command, "timeout": timeout},

@@ -55,7 +55,7 @@ class AgentError(Exception):
 
 
 @dataclass(frozen=True)
-class AgentResult:
+class CommandResult:
     exit_status: int
     output: bytes  # stdout and stderr, interleaved as written
 
@@ -72,7 +72,7 @@ class ReplyDecoder:
         self.request_id = request_id
         self._body: list[bytes] | None = None  # None until our BEGIN
 
-    def feed(self, line: bytes) -> AgentResult | None:
+    def feed(self, line: bytes) -> CommandResult | None:
         """The reply once its last line has been fed, else None."""
         words = line.split()
         ours = self.request_id.encode()
@@ -87,7 +87,7 @@ class ReplyDecoder:
                 output = base64.b64decode(b"".join(self._body), validate=True)
             except binascii.Error as error:
                 raise AgentError(f"the guest agent's reply to {self.request_id} is not valid base64") from error
-            return AgentResult(int(words[2]), output)
+            return CommandResult(int(words[2]), output)
         else:
             self._body.append(line.strip())
         return None
@@ -110,7 +110,7 @@ class GuestAgent:
             raise AgentError(f"the guest agent answered ping with {result.output!r}")
         return words[1].decode()
 
-    def exec(self, command: list[str], timeout: float = 30.0) -> AgentResult:
+    def exec(self, command: list[str], timeout: float = 30.0) -> CommandResult:
         """Run a command in the guest; the host waits at most `timeout` plus REPLY_MARGIN."""
         if not command:
             raise ValueError("no command to run")
@@ -129,7 +129,7 @@ class GuestAgent:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def _request(self, verb: str, payload: bytes, timeout: float, wait: float) -> AgentResult:
+    def _request(self, verb: str, payload: bytes, timeout: float, wait: float) -> CommandResult:
         deadline = time.monotonic() + wait
         request_id = secrets.token_hex(8)
         decoder = ReplyDecoder(request_id)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
+
+from sdnvirt.errors import Failed, Unavailable
 
 LOG = logging.getLogger(__name__)
 RECONNECT_DELAY = 1.0
@@ -48,14 +51,24 @@ _event_loop_lock = threading.Lock()
 _event_loop_running = False
 
 
-class HypervisorError(RuntimeError):
-    """The host's libvirtd is away or refused; the message says which and why."""
+@contextmanager
+def libvirt_errors(name: str) -> Iterator[None]:
+    """libvirt's refusals as Failed, with libvirt's own words."""
+    try:
+        yield
+    except libvirt.libvirtError as error:
+        raise Failed(f"vm {name}: {error.get_error_message()}", "vm") from None
+
+
+class HypervisorError(Unavailable):
+    """The host's libvirtd is away; the message says which and why."""
 
 
 @dataclass(frozen=True)
 class DomainEvent:
     host: str
     domain: str
+    uuid: str
     state: str  # one of _STATES' values, read from libvirt when the event came
     event: int  # libvirt's VIR_DOMAIN_EVENT_* number
     detail: int
@@ -102,13 +115,20 @@ def _run_event_loop() -> None:
 
 
 class Hypervisor:
-    def __init__(self, host: str, uri: str, on_event: Callable[[DomainEvent], None]):
+    """`on_event` gets every lifecycle event; `on_connected` gets, at every (re)connection, every
+    domain the host has then (as events numbered -1), so what happened while the connection
+    was down is read again rather than missed."""
+
+    def __init__(self, host: str, uri: str, on_event: Callable[[DomainEvent], None],
+                 on_connected: Callable[[str, list[DomainEvent]], None]):
         self.host = host
         self.uri = uri
         self._on_event = on_event
+        self._on_connected = on_connected
         self._conn: libvirt.virConnect | None = None
+        self._callback: int | None = None
         self._lock = threading.Lock()
-        self._stopped = False
+        self._stopped = threading.Event()
         _run_event_loop()
 
     @property
@@ -117,40 +137,53 @@ class Hypervisor:
         return bool(conn is not None and conn.isAlive())
 
     def connect_forever(self) -> None:
-        """Keep a connection open (a controller thread runs this)."""
-        while not self._stopped:
+        """Keep a connection open (a controller thread runs this until stop())."""
+        while not self._stopped.is_set():
             if not self.connected:
                 try:
                     self._open()
                     LOG.info("host %s: libvirtd %s connected", self.host, self.uri)
                 except libvirt.libvirtError as error:
                     LOG.debug("host %s: libvirtd: %s", self.host, error)
-            time.sleep(RECONNECT_DELAY)
+            self._stopped.wait(RECONNECT_DELAY)
 
     def _open(self) -> None:
+        self._close()  # the old connection and its callback: no events from it any more
         conn = libvirt.open(self.uri)
-        conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
-        conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None)
+        try:
+            conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
+            callback = conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle,
+                                                   None)
+            domains = [self._event(domain, -1, 0) for domain in conn.listAllDomains()]
+        except libvirt.libvirtError:
+            _close_quietly(conn, None)
+            raise
         with self._lock:
-            self._conn = conn
-        for domain in conn.listAllDomains():
-            self._publish(domain, -1, 0)
+            self._conn, self._callback = conn, callback
+        self._on_connected(self.host, domains)
+
+    def _close(self) -> None:
+        with self._lock:
+            conn, callback, self._conn, self._callback = self._conn, self._callback, None, None
+        if conn is not None:
+            _close_quietly(conn, callback)
 
     def _lifecycle(self, conn, domain, event, detail, opaque) -> None:
-        self._publish(domain, event, detail)
+        if conn is self._conn:  # never one from a connection already given up
+            self._on_event(self._event(domain, event, detail))
 
-    def _publish(self, domain, event: int, detail: int) -> None:
+    def _event(self, domain, event: int, detail: int) -> DomainEvent:
         received = time.monotonic()
         try:
             state = state_name(domain.state()[0])
         except libvirt.libvirtError:
             state = "undefined"  # gone between the event and the question
-        self._on_event(DomainEvent(self.host, domain.name(), state, event, detail, received))
+        return DomainEvent(self.host, domain.name(), domain.UUIDString(), state, event, detail, received)
 
     def connection(self) -> libvirt.virConnect:
         conn = self._conn
         if conn is None or not conn.isAlive():
-            raise HypervisorError(f"host {self.host}'s libvirtd ({self.uri}) is not reachable")
+            raise HypervisorError(f"host {self.host}'s libvirtd ({self.uri}) is not reachable", "host")
         return conn
 
     def domain(self, name: str) -> libvirt.virDomain | None:
@@ -159,16 +192,20 @@ class Hypervisor:
         except libvirt.libvirtError as error:
             if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 return None
-            raise HypervisorError(f"host {self.host}: {error}") from None
+            raise HypervisorError(f"host {self.host}: {error.get_error_message()}", "host") from None
 
     def free_memory_mib(self) -> int:
         return self.connection().getFreeMemory() // (1024 * 1024)
 
     def stop(self) -> None:
-        self._stopped = True
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except libvirt.libvirtError:
-                pass
+        self._stopped.set()
+        self._close()
+
+
+def _close_quietly(conn: libvirt.virConnect, callback: int | None) -> None:
+    try:
+        if callback is not None:
+            conn.domainEventDeregisterAny(callback)
+        conn.close()
+    except libvirt.libvirtError:
+        pass  # a connection that broke: closing it is all that is left to do

@@ -32,6 +32,11 @@ def migrate_live(domain: libvirt.virDomain, address: str, files: DomainFiles) ->
     domain.migrateToURI3(f"qemu+tcp://{address}/system", params, LIVE_FLAGS)
 
 
+def job_active(domain: libvirt.virDomain) -> bool:
+    """Whether libvirt runs a job (a migration) for the domain on this host now."""
+    return domain.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE
+
+
 def completed_job(domain: libvirt.virDomain) -> dict:
     """libvirt's figures for the migration that brought the domain here."""
     stats = domain.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)

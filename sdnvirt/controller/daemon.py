@@ -25,8 +25,9 @@ from ovs.stream import Stream
 from sdnvirt.controller.api.server import ApiServer, create_app
 from sdnvirt.controller.api.token import TokenError, read_token
 from sdnvirt.controller.fabric.pipeline import load_pipeline
+from sdnvirt.controller.hosts import READY_TIMEOUT
 from sdnvirt.controller.inventory import InventoryError, read_inventory
-from sdnvirt.controller.wiring import READY_TIMEOUT, Controller
+from sdnvirt.controller.wiring import Controller
 from sdnvirt.northbound.database import Northbound, NorthboundError
 from sdnvirt.vswitch.names import OPENFLOW_PORT
 
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cfg.CONF(args=_openflow_options(args), project="os_ken")
 
-    controller = Controller(northbound, lambda _: read_inventory(args.hosts), load_pipeline(), args.openflow_socket)
+    controller = Controller(northbound, lambda: read_inventory(args.hosts), load_pipeline(), args.openflow_socket)
     servers = [ApiServer(create_app(controller), socket_path=args.api_socket)] if args.api_socket else []
     if args.api_listen:
         servers.append(ApiServer(create_app(controller, token), host=args.api_listen[0], port=args.api_listen[1],

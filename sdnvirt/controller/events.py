@@ -15,12 +15,15 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from sdnvirt.errors import Unavailable
 
 KINDS = ("vm", "binding", "switch-over", "migration", "topology")
 KEPT = 1000  # recent events kept for clients that reconnect
 SUBSCRIBER_BACKLOG = 1000  # events waiting for one subscriber, at most
+MAX_SUBSCRIBERS = 64  # clients following at once, at most
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,14 @@ class Event:
 
 
 class Subscription:
-    def __init__(self, stream: EventStream, kinds: frozenset[str], replay: Iterable[Event]):
+    """`wake` is called (from the publishing thread) whenever an event is queued, so a reader
+    need not block a thread on `next`."""
+
+    def __init__(self, stream: EventStream, kinds: frozenset[str], replay: Iterable[Event],
+                 wake: Callable[[], None] = lambda: None):
         self._stream = stream
         self.kinds = kinds
+        self._wake = wake
         self._queue: queue.Queue[Event] = queue.Queue(SUBSCRIBER_BACKLOG)
         self.missed = 0  # events dropped because this subscriber fell behind
         for event in replay:
@@ -46,6 +54,7 @@ class Subscription:
         while True:
             try:
                 self._queue.put_nowait(event)
+                self._wake()
                 return
             except queue.Full:
                 try:
@@ -59,6 +68,15 @@ class Subscription:
             return self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
+
+    def pending(self) -> list[Event]:
+        """What is queued now, without waiting."""
+        events = []
+        while True:
+            try:
+                events.append(self._queue.get_nowait())
+            except queue.Empty:
+                return events
 
     def close(self) -> None:
         self._stream.unsubscribe(self)
@@ -85,11 +103,15 @@ class EventStream:
         for subscriber in subscribers:
             subscriber.offer(event)
 
-    def subscribe(self, kinds: Iterable[str] = KINDS, after: int | None = None) -> Subscription:
-        """Events of `kinds` from now on; with `after`, first the kept ones after that id."""
+    def subscribe(self, kinds: Iterable[str] = KINDS, after: int | None = None,
+                  wake: Callable[[], None] = lambda: None) -> Subscription:
+        """Events of `kinds` from now on; with `after`, first the kept ones after that id.
+        Unavailable while MAX_SUBSCRIBERS follow already."""
         with self._lock:
+            if len(self._subscribers) >= MAX_SUBSCRIBERS:
+                raise Unavailable(f"{MAX_SUBSCRIBERS} clients follow the events already; try again later", "events")
             replay = [e for e in self._recent if after is not None and e.id > after]
-            subscription = Subscription(self, frozenset(kinds), replay)
+            subscription = Subscription(self, frozenset(kinds), replay, wake)
             self._subscribers.append(subscription)
         return subscription
 

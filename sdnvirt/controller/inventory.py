@@ -13,13 +13,18 @@ and for real hosts (written by hand):
         migration_address: 10.0.0.11
         vm_files: /var/lib/sdnvirt/vms
 
+A lab adds, for its netns guests (namespaces standing in for VMs), each host's
+network namespace (`netns:`) and, at the top, each netns guest's namespace
+(`guest_namespaces: {web2: demo-vm-web2}`): the controller wires those guests
+itself. Real hosts have no netns guests.
+
 The controller reads it again whenever the topology changes, so hosts added
 with `apply` are found once they are in the file.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -37,6 +42,7 @@ class HostEndpoints:
     libvirt: str  # libvirt URI
     migration_address: str  # where the host's libvirtd and QEMU take a migration
     vm_files: Path  # where a VM's console log and agent socket are on that host
+    netns: str | None = None  # a lab host's network namespace, where its netns guests plug in
 
     def console_log(self, vm: str) -> Path:
         return self.vm_files / f"{vm}.console.log"
@@ -52,14 +58,22 @@ class _Host(BaseModel):
     libvirt: str
     migration_address: str
     vm_files: Path
+    netns: str | None = None
 
 
 class _Inventory(BaseModel):
     model_config = ConfigDict(extra="forbid")
     hosts: dict[str, _Host]
+    guest_namespaces: dict[str, str] = {}
 
 
-def read_inventory(path: Path) -> dict[str, HostEndpoints]:
+@dataclass(frozen=True)
+class Inventory:
+    hosts: dict[str, HostEndpoints]
+    guest_namespaces: dict[str, str] = field(default_factory=dict)  # netns guest -> its namespace (labs)
+
+
+def read_inventory(path: Path) -> Inventory:
     try:
         data = YAML(typ="safe").load(path.read_text())
         inventory = _Inventory.model_validate(data)
@@ -70,14 +84,17 @@ def read_inventory(path: Path) -> dict[str, HostEndpoints]:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
         raise InventoryError(f"{path}: {problems}") from None
-    return {name: HostEndpoints(**host.model_dump()) for name, host in inventory.hosts.items()}
+    return Inventory({name: HostEndpoints(**host.model_dump()) for name, host in inventory.hosts.items()},
+                     dict(inventory.guest_namespaces))
 
 
-def write_inventory(path: Path, endpoints: dict[str, HostEndpoints]) -> None:
-    hosts = {name: {**asdict(e), "vm_files": str(e.vm_files)} for name, e in sorted(endpoints.items())}
+def write_inventory(path: Path, inventory: Inventory) -> None:
+    hosts = {name: {key: value for key, value in {**asdict(e), "vm_files": str(e.vm_files)}.items()
+                    if value is not None}
+             for name, e in sorted(inventory.hosts.items())}
     temporary = path.with_suffix(".tmp")
     yaml = YAML()
     yaml.width = 4096  # one line per value, as a person writes it
     with temporary.open("w") as out:
-        yaml.dump({"hosts": hosts}, out)
+        yaml.dump({"hosts": hosts, "guest_namespaces": dict(sorted(inventory.guest_namespaces.items()))}, out)
     temporary.replace(path)  # the controller may read it at any moment: never half written

@@ -1,12 +1,14 @@
 """`sdnvirt apply`: a running lab changed to match an edited topology file, by difference.
 
-The controller checks the file against what runs and owns the desired state;
+The controller checks the file against what runs and owns the desired state,
+guests included (it unplugs and plugs their NICs, it defines and undefines VMs);
 the lab owns the namespaces, links and daemons that stand in for machines.
 So a change goes in this order: the controller says what changes (refusing
-it whole if any part cannot be done); guests and NICs that go are unplugged;
-new segments and hosts are built; the controller takes the new topology
-(the fabric follows it); new guests and NICs are plugged and new VMs started;
-hosts and segments that went are taken down last, once nothing uses them.
+it whole if any part cannot be done); new segments, hosts and netns guests'
+namespaces are made; the controller takes the new topology (the fabric and
+the guests follow it); new guests are started; the namespaces of guests that
+went, and the hosts and segments that went, are taken down last, once nothing
+uses them.
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from sdnvirt.client.api import ApiError
 from sdnvirt.compute.image import build_image
 from sdnvirt.lab.guest import NetnsGuest
-from sdnvirt.lab.host import LabHost
 from sdnvirt.lab.inventory import write_lab_inventory
 from sdnvirt.lab.lab import Lab, LabError
 from sdnvirt.lab.libvirtd import stop_domains
@@ -45,20 +45,22 @@ def apply(lab: Lab, source: Path) -> dict:
     if any(g.kind == GuestKind.QEMU for g in new.guests.values()):
         build_image()
     record = LabRecord.load(lab.paths.record)
-    _unplug_guests(lab, old, new, record)
     lab.topology = new
     _build_segments_and_hosts(lab, old, new, record)
-    write_lab_inventory(lab.paths, record, new)  # before the controller hears of the new hosts
+    for name in _new_netns_guests(old, new):
+        NetnsGuest(new, new.guests[name]).build(record)
+    write_lab_inventory(lab.paths, record, new)  # before the controller hears of the new hosts and guests
     applied = lab.api().apply_topology(text, str(source))
     shutil.copyfile(source, lab.paths.topology)
     lab.wait_for_bridges(list(new.hosts))
-    _plug_guests(lab, old, new, record)
+    started = [name for name in lab.autostarted() if name not in old.guests]
+    lab.start_guests(started)
+    for name, guest in sorted(old.guests.items()):
+        if guest.kind == GuestKind.NETNS and name not in _netns_guests(new):
+            NetnsGuest(old, guest).remove(record)
     _remove_hosts_and_segments(lab, old, new, record)
     lab.wait_converged()
-    started = [name for name in lab.autostarted_vms() if name not in old.guests]
-    for name in started:
-        lab.api().vm_action(name, "start")
-    lab.wait_for_agents(started)
+    lab.wait_for_agents([name for name in started if new.guests[name].kind == GuestKind.QEMU])
     return applied
 
 
@@ -69,29 +71,12 @@ def _read(source: Path) -> str:
         raise LabError(f"cannot read {source}: {error}") from None
 
 
-def _netns_guest(lab: Lab, topology: Topology, name: str, hosts: dict[str, LabHost]) -> NetnsGuest:
-    """Where the guest is now: a migration moves it away from the host the file names."""
-    guest = topology.guests[name]
-    try:
-        host = lab.api().vm(name)["host"] or guest.host
-    except ApiError:
-        host = guest.host
-    return NetnsGuest(topology, guest, hosts[host])
+def _netns_guests(topology: Topology) -> set[str]:
+    return {name for name, guest in topology.guests.items() if guest.kind == GuestKind.NETNS}
 
 
-def _unplug_guests(lab: Lab, old: Topology, new: Topology, record: LabRecord) -> None:
-    hosts = lab.hosts(record)
-    for name, guest in sorted(old.guests.items()):
-        if guest.kind != GuestKind.NETNS:
-            continue  # the controller removes VMs: it runs them
-        kept = new.guests.get(name)
-        netns_guest = _netns_guest(lab, old, name, hosts)
-        if kept is None or kept.kind != guest.kind:
-            netns_guest.remove(record)
-            continue
-        for nic in guest.nics:
-            if nic not in kept.nics:
-                netns_guest.unplug(nic)
+def _new_netns_guests(old: Topology, new: Topology) -> list[str]:
+    return sorted(_netns_guests(new) - _netns_guests(old))
 
 
 def _build_segments_and_hosts(lab: Lab, old: Topology, new: Topology, record: LabRecord) -> list[str]:
@@ -115,21 +100,6 @@ def _build_segments_and_hosts(lab: Lab, old: Topology, new: Topology, record: La
     lab.check_underlay(hosts)
     lab.teach_tunnel_neighbours(hosts)
     return added
-
-
-def _plug_guests(lab: Lab, old: Topology, new: Topology, record: LabRecord) -> None:
-    hosts = lab.hosts(record)
-    for name, guest in sorted(new.guests.items()):
-        if guest.kind != GuestKind.NETNS:
-            continue
-        was = old.guests.get(name)
-        if was is None or was.kind != guest.kind:
-            NetnsGuest(new, guest, hosts[guest.host]).build(record)
-            continue
-        netns_guest = _netns_guest(lab, new, name, hosts)
-        for nic in guest.nics:
-            if nic not in was.nics:
-                netns_guest.plug(nic)
 
 
 def _remove_hosts_and_segments(lab: Lab, old: Topology, new: Topology, record: LabRecord) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sdnvirt.client.api import ApiClient, ApiError
 from sdnvirt.compute.image import build_image
-from sdnvirt.lab import naming, netns_migration
+from sdnvirt.lab import naming
 from sdnvirt.lab import netns as lab_netns
 from sdnvirt.lab.guest import NetnsGuest
 from sdnvirt.lab.host import LabHost
@@ -81,8 +81,8 @@ class Lab:
                 for name, host in topology.hosts.items()}
 
     def guests(self) -> dict[str, NetnsGuest]:
-        hosts = self.hosts()
-        return {name: NetnsGuest(self.topology, guest, hosts[guest.host])
+        """The netns guests' machines (their namespaces)."""
+        return {name: NetnsGuest(self.topology, guest)
                 for name, guest in self.topology.guests.items() if guest.kind == GuestKind.NETNS}
 
     def api(self) -> ApiClient:
@@ -90,6 +90,10 @@ class Lab:
 
     def vms(self) -> list[str]:
         return [name for name, guest in self.topology.guests.items() if guest.kind == GuestKind.QEMU]
+
+    def autostarted(self) -> list[str]:
+        """The guests `lab up` starts, of every kind."""
+        return [name for name, guest in self.topology.guests.items() if guest.autostart]
 
     def autostarted_vms(self) -> list[str]:
         return [name for name in self.vms() if self.topology.guests[name].autostart]
@@ -120,7 +124,7 @@ class Lab:
             self.wait_for_bridges(list(self.topology.hosts))
             for guest in self.guests().values():
                 guest.build(record)
-            self._start_vms()
+            self.start_guests(self.autostarted())
             self.wait_converged()
             self.wait_for_agents(self.autostarted_vms())
             record.complete = True
@@ -261,11 +265,12 @@ class Lab:
             raise LabError(f"the controller made no {INTEGRATION_BRIDGE} with tunnels on "
                            f"{', '.join(sorted(waiting))}; see {self.paths.controller_log}")
 
-    def _start_vms(self) -> None:
-        """Every qemu guest, all at once, through the controller (which asks each host's libvirtd)."""
+    def start_guests(self, names: list[str]) -> None:
+        """Start guests of every kind, a few at once, through the controller (which asks each
+        host's libvirtd for a VM, and wires a netns guest itself)."""
         api = self.api()
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda name: api.vm_action(name, "start"), self.autostarted_vms()))
+            list(pool.map(lambda name: api.vm_action(name, "start"), names))
 
     def wait_for_agents(self, vms: list[str], timeout: float = VM_BOOT_TIMEOUT) -> None:
         """Until each VM has booted and its guest agent answers."""
@@ -284,19 +289,6 @@ class Lab:
             raise LabError(f"no guest agent answered in {', '.join(sorted(waiting))} within {timeout:.0f}s; "
                            f"see `sdnvirt vm console NAME`")
 
-    def move_guest(self, name: str, destination: str, migration_id: int) -> None:
-        """Move a netns guest for a migration the controller keeps the record of."""
-        api = self.api()
-        hosts = self.hosts()
-        source = api.vm(name)["host"]
-        try:
-            moved = netns_migration.move(self.topology, self.topology.guests[name], hosts[source], hosts[destination],
-                                         lambda: api.switch_migration(migration_id))
-        except (RuntimeError, LabProcessError, OSError, ApiError) as error:
-            api.guest_moved(migration_id, {"result": "failed", "error": str(error)})
-            raise LabError(f"{name} could not move to {destination}: {error}") from None
-        api.guest_moved(migration_id, {"result": "completed", **moved})
-
     def wait_converged(self, timeout: float = CONVERGE_TIMEOUT) -> dict:
         """Until every bridge is connected and holds exactly its flows, and every port of a
         guest that runs is bound once (guests may have moved since the lab came up)."""
@@ -304,7 +296,7 @@ class Lab:
         status: dict = {}
         while time.monotonic() < deadline:
             status = self.api().status()
-            running = [vm for vm in self.api().vms() if vm["state"] in ("running", "bound")]
+            running = [vm for vm in self.api().vms() if vm["state"] == "running"]
             expected = sum(len(vm["nics"]) for vm in running)
             if status["converged"] and sum(h["bindings"] for h in status["hosts"].values()) == expected:
                 return status

@@ -1,4 +1,5 @@
-"""A probe: one guest pings a migrating VM at a fixed rate and counts what came back.
+"""A probe: one guest pings a migrating VM at a fixed rate and counts what came back;
+and a migration run with such a probe.
 
 Lost probes are not the whole story: a reply that comes two seconds late, or
 twice, is not a success either. So besides what was lost the probe counts
@@ -28,11 +29,17 @@ import threading
 import time
 from dataclasses import dataclass
 
+from sdnvirt.lab import naming
+from sdnvirt.lab.lab import Lab, LabError
 from sdnvirt.linux.netns import entering
+from sdnvirt.model.topology import GuestKind
 
 ECHO_REQUEST, ECHO_REPLY = 8, 0
 REPLY_GRACE = 0.5  # seconds to wait for replies after the last probe
 START_TIMEOUT = 30.0
+WAIT_STEP = 30.0  # seconds per long poll of a migration
+MIGRATION_TIMEOUT = 600.0
+PROBE_TAIL = 1.0  # seconds the probe goes on after the migration, to see traffic settle
 
 
 def _checksum(data: bytes) -> int:
@@ -133,6 +140,40 @@ class MigrationProbe:
         if self._process.returncode != 0:
             raise RuntimeError(f"the probe failed: {err.strip()}")
         return json.loads(out)
+
+
+def probe_target(lab: Lab, vm: str, probe: str) -> str:
+    """The VM's address on the first network it shares with the probe guest."""
+    guest, prober = lab.topology.guests.get(vm), lab.topology.guests.get(probe)
+    if guest is None or prober is None:
+        raise LabError(f"no guest named {vm if guest is None else probe!r}")
+    if prober.kind != GuestKind.NETNS:
+        raise LabError(f"the probe must be a netns guest; {probe} is {prober.kind.value}")
+    networks = {nic.network for nic in prober.nics}
+    shared = next((nic for nic in guest.nics if nic.network in networks), None)
+    if shared is None:
+        raise LabError(f"{probe} shares no network with {vm}: it cannot probe it")
+    return str(shared.ip)
+
+
+def migrate(lab: Lab, vm: str, destination: str, offline: bool = False, probe: str | None = None) -> dict:
+    """Migrate through the controller (one request, then its end waited for), with a netns guest
+    probing the VM meanwhile if asked; the report, the probe's figures included."""
+    api = lab.api()
+    watcher = MigrationProbe(naming.guest_namespace(lab.name, probe), probe_target(lab, vm, probe)) if probe else None
+    migration = None
+    try:
+        migration = api.migrate(vm, destination, offline)
+        deadline = time.monotonic() + MIGRATION_TIMEOUT
+        while migration["result"] is None and time.monotonic() < deadline:
+            migration = api.migration(migration["id"], wait=WAIT_STEP)
+    finally:
+        if watcher is not None:
+            time.sleep(PROBE_TAIL)
+            figures = watcher.stop()
+            if migration is not None:
+                migration = api.attach_probe(migration["id"], figures)
+    return migration
 
 
 def main() -> None:

@@ -46,13 +46,4 @@ def management_uplink(host: str) -> str:
 CONTROLLER_UPLINK = "c-mgmt"  # the fabric-side end of the controller's management NIC (`--ssl`)
 
 
-def vif_name(port_id: str) -> str:
-    """The host-side end of a guest NIC, named after its logical port (as Neutron does)."""
-    return "tap" + port_id[:11]
-
-
-def guest_nic_name(index: int) -> str:
-    return f"eth{index}"
-
-
 UNDERLAY_NIC = "eth0"  # a host's physical NIC, inside br-phy

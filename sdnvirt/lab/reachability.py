@@ -51,7 +51,7 @@ class Cell:
 
 def endpoints(lab: Lab) -> list[Endpoint]:
     """Every NIC of every guest that runs now."""
-    running = {vm["name"] for vm in lab.api().vms() if vm["state"] in ("running", "bound")}
+    running = {vm["name"] for vm in lab.api().vms() if vm["state"] == "running"}
     return [Endpoint(g.name, nic) for g in lab.topology.guests.values() if g.name in running for nic in g.nics]
 
 
@@ -61,7 +61,7 @@ def measure_pairs(lab: Lab, source: Endpoint, targets: list[Endpoint]) -> list[C
         reached = _ping_from_vm(lab, source, targets)
     else:
         argv = [sys.executable, "-m", "sdnvirt.lab.reachability_probe", "--iface",
-                naming.guest_nic_name(source.nic.index), "--src-mac", str(source.nic.mac),
+                source.nic.interface, "--src-mac", str(source.nic.mac),
                 "--src-ip", str(source.nic.ip)]
         argv += [f"{t.nic.mac},{t.nic.ip}" for t in targets]
         result = json.loads(run_in_namespace(naming.guest_namespace(lab.name, source.guest), argv,

@@ -65,6 +65,9 @@ class NetworkNamespace:
     def add_address(self, ifname: str, address: str, prefixlen: int) -> None:
         self._ipr.addr("add", index=self._index(ifname), address=address, prefixlen=prefixlen)
 
+    def has_link(self, ifname: str) -> bool:
+        return bool(self._ipr.link_lookup(ifname=ifname))
+
     def delete_link(self, ifname: str) -> None:
         """Remove a link (a veth takes its peer along), if it is there."""
         found = self._ipr.link_lookup(ifname=ifname)

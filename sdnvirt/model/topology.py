@@ -65,6 +65,11 @@ class Nic:
     mac: EUI
     port_id: str  # logical port id, written as iface-id on the OVS Interface
 
+    @property
+    def interface(self) -> str:
+        """Its name inside the guest."""
+        return f"eth{self.index}"
+
 
 @dataclass(frozen=True)
 class Guest:

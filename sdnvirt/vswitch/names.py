@@ -25,6 +25,11 @@ def interface_name(prefix: str, name: str) -> str:
     return full[: IFNAMSIZ - 5] + "-" + digest
 
 
+def guest_port(port_id: str) -> str:
+    """The host's end of a netns guest's NIC, named after its logical port (as Neutron names taps)."""
+    return "tap" + port_id[:11]
+
+
 def tunnel_port(remote_host: str) -> str:
     return interface_name("vx-", remote_host)
 

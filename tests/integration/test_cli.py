@@ -50,7 +50,7 @@ def test_status_exec_and_flows_on_a_running_lab(fabric_lab):
     assert sdnvirt("exec", "--lab", fabric_lab.name, "a1", "--", "true").returncode == 0
     assert sdnvirt("exec", "--lab", fabric_lab.name, "a1", "--", "sh", "-c", "exit 7").returncode == 7
     missing = sdnvirt("exec", "--lab", fabric_lab.name, "zz", "--", "true")
-    assert missing.returncode == 1 and "no guest 'zz'" in missing.stderr
+    assert missing.returncode == 255 and "no guest named 'zz'" in missing.stderr
     flows = json.loads(sdnvirt("flows", "--lab", fabric_lab.name, "hv1", "--json").stdout)
     assert {f["table"] for f in flows} == {"classify", "port_security", "arp_responder", "l2_lookup", "flood"}
     assert sdnvirt("lab", "status", "no-such-lab").returncode == 1

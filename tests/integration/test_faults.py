@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sdnvirt.lab import naming
 from sdnvirt.lab.northbound_server import northbound_remote
 from sdnvirt.northbound.database import Northbound
+from sdnvirt.vswitch.names import guest_port
 
 from helpers.guests import FLOW_MOD_MESSAGES, flow_tables, nic, ping, snooping, steady_ping, wait_until
 from helpers.labs import build_lab
@@ -138,7 +138,7 @@ def test_a_restarted_ovsdb_server_is_learned_again_with_nothing_twice(lab, recor
     assert flow_tables(lab) == before_flows
 
     # It watches the new server, not a copy of the old one: a port that leaves and comes back is seen.
-    interface = naming.vif_name(nic(lab, "g1").port_id)
+    interface = guest_port(nic(lab, "g1").port_id)
     ovs.vsctl("set", "Interface", interface, "external_ids:iface-status=inactive")
     wait_until(lambda: lab.api().status()["hosts"][host]["bindings"] == 0, timeout=10)
     assert ping(lab, "g1", address(lab, "g3"), count=1) == 0

@@ -32,7 +32,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 
 from sdnvirt.controller.fabric import meters
-from sdnvirt.lab import naming, netns_migration
+from sdnvirt.lab import naming
 from sdnvirt.lab.northbound_server import northbound_remote
 from sdnvirt.lab.process import is_running
 from sdnvirt.lab.reachability import format_matrix, measure
@@ -41,6 +41,7 @@ from sdnvirt.linux.netns import entering
 from sdnvirt.northbound.database import Northbound
 
 from helpers.guests import listen, nic, on_guest, wait_until
+from helpers.hypervisor_move import move_behind_the_controllers_back
 from helpers.labs import build_lab
 
 TOPOLOGY = Path(__file__).parent / "topologies" / "hostile.yaml"
@@ -384,7 +385,7 @@ FLOOD_SECONDS = 4
 def test_a_rarp_flood_is_metered_the_controller_answers_and_a_real_switch_over_still_happens(lab):
     """x1 floods announcements of its own MAC on hv1 while a2 moves to hv2 the way a VM does
     (its destination port plugged, then only its own RARP announcements say it runs there)."""
-    x, hosts, a2 = me(lab), lab.hosts(), lab.topology.guests["a2"]
+    x, a2 = me(lab), lab.topology.guests["a2"]
     pid, before = controller_process(lab).pid, placement(lab)
     counters, hv1, passed = packet_ins(lab), meter(lab, "hv1"), meters_passed(lab)
     latencies: list[float] = []
@@ -392,7 +393,7 @@ def test_a_rarp_flood_is_metered_the_controller_answers_and_a_real_switch_over_s
     with ThreadPoolExecutor(max_workers=2) as pool:
         flood = pool.submit(send, lab, HOSTILE, [rarp(x.mac)] * (FLOOD_RATE * FLOOD_SECONDS), FLOOD_RATE)
         time.sleep(0.2)
-        moving = pool.submit(netns_migration.move, lab.topology, a2, hosts["hv1"], hosts["hv2"], lambda: None)
+        moving = pool.submit(move_behind_the_controllers_back, lab, "a2", "hv1", "hv2")
         while not flood.done():
             began = time.monotonic()
             lab.api().status()
@@ -419,7 +420,7 @@ def test_a_rarp_flood_is_metered_the_controller_answers_and_a_real_switch_over_s
 
     # and back, announced the same way, once hv1's meter has room again
     time.sleep(1)
-    netns_migration.move(lab.topology, a2, hosts["hv2"], hosts["hv1"], lambda: None)
+    move_behind_the_controllers_back(lab, "a2", "hv2", "hv1")
     wait_until(lambda: packet_ins(lab)["switch_overs"] == counters["switch_overs"] + 2)
     wait_until(lambda: placement(lab) == before)
     assert_unharmed(lab, pid, before)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from scapy.layers.l2 import ARP, Ether
 
-from sdnvirt.cli.migrate import run_migration
 from sdnvirt.controller.fabric.cookies import owner_cookie
+from sdnvirt.lab.migration_probe import migrate
 
 from helpers.guests import listen, nic, on_guest, ping, vm_ping, wait_until
 from helpers.labs import build_lab
@@ -49,7 +49,7 @@ def test_live_migration_across_segments_and_back_under_a_probe(lab):
     for source, destination in (("hv1", "hv3"), ("hv3", "hv1")):
         old_ofport = ofport_of(lab, source, "vm1")
         [watch] = listen(on_guest(lab, "watcher", "arp"))
-        report = run_migration(lab, "vm1", destination, probe="prober")
+        report = migrate(lab, "vm1", destination, probe="prober")
         garps = [Ether(f)[ARP] for f in watch.frames()]
 
         assert report["result"] == "completed", report
@@ -72,7 +72,7 @@ def test_a_migration_to_a_host_whose_libvirtd_is_down_fails_and_the_vm_stays(lab
     destination = "hv2"
     lab.stop_process(f"{destination}/libvirtd")
     try:
-        report = run_migration(lab, "vm1", destination)
+        report = migrate(lab, "vm1", destination)
     finally:
         lab.start_process(f"{destination}/libvirtd")
     assert report["result"] == "failed" and report["error"]
@@ -90,7 +90,7 @@ def test_a_destination_that_dies_mid_way_leaves_the_vm_running_where_it_was(lab)
     source, _ = where(lab, "vm1")
     destination = "hv3" if source != "hv3" else "hv2"
     result: dict = {}
-    mover = threading.Thread(target=lambda: result.update(run_migration(lab, "vm1", destination)))
+    mover = threading.Thread(target=lambda: result.update(migrate(lab, "vm1", destination)))
     mover.start()
     wait_until(lambda: port_flows(lab, destination, "vm1") and not ofport_absent(lab, destination, "vm1"),
                timeout=20, interval=0.01)  # the destination port is plugged: the copy is under way
@@ -123,7 +123,7 @@ def test_cancel_leaves_the_vm_on_the_source(lab):
 
 
 def test_a_vm_with_nics_in_two_networks_migrates_with_both(lab):
-    report = run_migration(lab, "multi", "hv3", probe="prober")
+    report = migrate(lab, "multi", "hv3", probe="prober")
     assert report["result"] == "completed" and where(lab, "multi") == ("hv3", "running")
     web, db = lab.topology.guests["multi"].nics
     assert ping(lab, "prober", str(web.ip)) == 3
@@ -135,7 +135,7 @@ def test_two_migrations_at_once(lab):
     moves = {"vm1": "hv2" if where(lab, "vm1")[0] != "hv2" else "hv1",
              "multi": "hv1" if where(lab, "multi")[0] != "hv1" else "hv2"}
     reports: dict = {}
-    movers = [threading.Thread(target=lambda vm=vm, to=to: reports.update({vm: run_migration(lab, vm, to)}))
+    movers = [threading.Thread(target=lambda vm=vm, to=to: reports.update({vm: migrate(lab, vm, to)}))
               for vm, to in moves.items()]
     for mover in movers:
         mover.start()
@@ -164,7 +164,7 @@ def test_a_migration_while_the_controller_restarts_ends_with_every_binding_right
 def test_offline_migration_moves_a_stopped_copy_and_starts_it(lab):
     source, _ = where(lab, "vm1")
     destination = "hv3" if source != "hv3" else "hv1"
-    report = run_migration(lab, "vm1", destination, offline=True)
+    report = migrate(lab, "vm1", destination, offline=True)
     assert report["result"] == "completed" and report["kind"] == "offline"
     assert where(lab, "vm1") == (destination, "running")
     lab.wait_for_agents(["vm1"])
@@ -173,7 +173,7 @@ def test_offline_migration_moves_a_stopped_copy_and_starts_it(lab):
 
 def test_a_netns_guest_migrates_the_same_way(lab):
     watcher = nic(lab, "watcher")
-    report = run_migration(lab, "watcher", "hv3", probe="prober")
+    report = migrate(lab, "watcher", "hv3", probe="prober")
     assert report["result"] == "completed" and report["kind"] == "netns", report
     assert report["trigger"] == "lab-switch" and report["hypervisor_downtime_ms"] < 100
     # the probe sends every 5 ms: it may lose what falls into the guest's pause, and no more

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sdnvirt.cli.migrate import run_migration
+from sdnvirt.lab.migration_probe import migrate
 from sdnvirt.lab.reachability import format_matrix, measure
 
 from helpers.labs import build_lab
@@ -25,7 +25,7 @@ def test_fifty_guests_migrate_at_once_and_every_network_still_holds(lab):
     moves = {name: NEXT_HOST[guest.host] for name, guest in lab.topology.guests.items()}
     assert len(moves) >= 50
     with ThreadPoolExecutor(max_workers=len(moves)) as pool:
-        reports = dict(zip(moves, pool.map(lambda move: run_migration(lab, *move), moves.items()), strict=True))
+        reports = dict(zip(moves, pool.map(lambda move: migrate(lab, *move), moves.items()), strict=True))
     assert {name: r["result"] for name, r in reports.items()} == dict.fromkeys(moves, "completed")
     placed = {vm["name"]: vm["host"] for vm in lab.api().vms()}
     assert placed == moves

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sdnvirt.controller.fabric.bridges import Applied
+from sdnvirt.controller.guests.netns_swap import rarp
 from sdnvirt.controller.migration.announcements import announced_mac
 from sdnvirt.controller.migration.switchover import DROP_REASONS, PACKET_IN_BACKLOG, SwitchOver
 from sdnvirt.controller.state import MemoryStore
-from sdnvirt.lab.netns_migration import rarp
 from sdnvirt.vswitch.ports import Binding
 
 from helpers.fabric_views import OFPORTS, TOPOLOGY, port_id, view
@@ -89,7 +89,7 @@ def settled(what) -> None:
 
 
 def dropped(over: SwitchOver) -> dict[str, int]:
-    return {reason: count for reason, count in over.counters.dropped.items() if count}
+    return {reason: count for reason, count in over.counters.snapshot()["dropped"].items() if count}
 
 
 def test_each_drop_reason_is_counted_on_its_own():
@@ -102,10 +102,10 @@ def test_each_drop_reason_is_counted_on_its_own():
     over.packet_in(None, a1_port, rarp(A1), time.monotonic())  # a bridge of no host
     over.packet_in("hv1", a1_port, rarp(b"\x02" * 6), time.monotonic())  # not a1's MAC
     over.packet_in("hv1", a1_port, rarp(A1), time.monotonic())  # a1 is active there already: no move
-    settled(lambda: over.counters.announcements == 1)
+    settled(lambda: over.counters.snapshot()["announcements"] == 1)
     assert dropped(over) == {"malformed": 2, "unknown_port": 2, "unknown_switch": 1, "foreign_mac": 1}
-    assert set(over.counters.dropped) == set(DROP_REASONS)
-    assert over.counters.switch_overs == 0
+    assert set(over.counters.snapshot()["dropped"]) == set(DROP_REASONS)
+    assert over.counters.snapshot()["switch_overs"] == 0
 
 
 def test_a_valid_announcement_from_a_bound_destination_switches_over():
@@ -114,7 +114,7 @@ def test_a_valid_announcement_from_a_bound_destination_switches_over():
         store.set_host_ports(ports)
     over = switch_over(store)
     over.packet_in("hv3", 7, rarp(A1), time.monotonic())
-    settled(lambda: over.counters.switch_overs == 1)
+    settled(lambda: over.counters.snapshot()["switch_overs"] == 1)
     assert store.view().active[port_id("a1")] == "hv3"
     assert dropped(over) == {}
 
@@ -137,10 +137,10 @@ def test_packet_ins_beyond_the_backlog_are_dropped_as_overload():
     busy = over.now("a1", "hv1", "test")  # the switch-over thread waits for the store meanwhile
     for _ in range(PACKET_IN_BACKLOG + 25):
         over.packet_in("hv1", OFPORTS["a1"], rarp(A1), time.monotonic())
-    assert over.counters.dropped["overload"] == 25
+    assert over.counters.snapshot()["dropped"]["overload"] == 25
     store.release.set()
     busy.result(5)
     # the queued ones are handled: a1 is bound nowhere in this store
-    settled(lambda: over.counters.dropped["unknown_port"] == PACKET_IN_BACKLOG)
+    settled(lambda: over.counters.snapshot()["dropped"]["unknown_port"] == PACKET_IN_BACKLOG)
     over.packet_in("hv1", OFPORTS["a1"], rarp(A1), time.monotonic())  # room again
-    settled(lambda: over.counters.dropped["unknown_port"] == PACKET_IN_BACKLOG + 1)
+    settled(lambda: over.counters.snapshot()["dropped"]["unknown_port"] == PACKET_IN_BACKLOG + 1)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from netaddr import EUI, IPNetwork
 
-from sdnvirt.compute.agent import AgentError, AgentResult, GuestAgent, ReplyDecoder, encode_request
+from sdnvirt.compute.agent import AgentError, CommandResult, GuestAgent, ReplyDecoder, encode_request
 from sdnvirt.compute.image import (
     ImageError,
     InitramfsEntry,
@@ -131,7 +131,7 @@ def reply(request_id: str, status: int, output: bytes) -> list[bytes]:
     return [f"BEGIN {request_id}".encode(), *encoded, f"END {request_id} {status}".encode()]
 
 
-def feed(decoder: ReplyDecoder, lines: list[bytes]) -> AgentResult | None:
+def feed(decoder: ReplyDecoder, lines: list[bytes]) -> CommandResult | None:
     results = [decoder.feed(line) for line in lines]
     assert all(result is None for result in results[:-1])
     return results[-1]
@@ -139,13 +139,13 @@ def feed(decoder: ReplyDecoder, lines: list[bytes]) -> AgentResult | None:
 
 def test_reply_decoder_returns_status_and_any_bytes():
     output = bytes(range(256)) * 3
-    assert feed(ReplyDecoder("ab"), reply("ab", 3, output)) == AgentResult(3, output)
-    assert feed(ReplyDecoder("ab"), [b"BEGIN ab", b"END ab 0"]) == AgentResult(0, b"")
+    assert feed(ReplyDecoder("ab"), reply("ab", 3, output)) == CommandResult(3, output)
+    assert feed(ReplyDecoder("ab"), [b"BEGIN ab", b"END ab 0"]) == CommandResult(0, b"")
 
 
 def test_reply_decoder_skips_stale_replies_and_garbage():
     lines = [b"garbage \xff", *reply("0old", 0, b"stale"), b"", b"END ab 0", *reply("ab", 1, b"fresh")]
-    assert feed(ReplyDecoder("ab"), lines) == AgentResult(1, b"fresh")
+    assert feed(ReplyDecoder("ab"), lines) == CommandResult(1, b"fresh")
 
 
 def test_reply_decoder_drops_a_reply_cut_short_by_another():
@@ -187,7 +187,7 @@ def test_agent_client_finds_its_reply_behind_stale_ones(tmp_path):
     fake_guest(tmp_path / "agent.sock", answer)
     with GuestAgent(tmp_path / "agent.sock") as agent:
         assert agent.ping(timeout=5) == "1"
-        assert agent.exec(["echo", "a b"], timeout=5) == AgentResult(5, b"echo 'a b'")
+        assert agent.exec(["echo", "a b"], timeout=5) == CommandResult(5, b"echo 'a b'")
 
 
 def test_agent_client_gives_up_when_the_guest_is_silent(tmp_path):

@@ -1,11 +1,12 @@
 """The host inventory file: what the lab writes, the controller reads back; a file a
 person got wrong is refused with the field named."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from sdnvirt.controller.inventory import HostEndpoints, InventoryError, read_inventory, write_inventory
+from sdnvirt.controller.inventory import HostEndpoints, Inventory, InventoryError, read_inventory, write_inventory
 
 HV1 = HostEndpoints(ovsdb="ssl:10.0.0.11:6640", openflow_target="ssl:10.0.0.10:6653",
                     libvirt="qemu+unix:///system?socket=/run/sdnvirt/lab/hosts/hv1/libvirt/sock/libvirt-sock",
@@ -14,9 +15,12 @@ HV1 = HostEndpoints(ovsdb="ssl:10.0.0.11:6640", openflow_target="ssl:10.0.0.10:6
 
 def test_what_is_written_is_read_back(tmp_path):
     path = tmp_path / "hosts.yaml"
-    write_inventory(path, {"hv1": HV1})
-    assert read_inventory(path) == {"hv1": HV1}
+    write_inventory(path, Inventory({"hv1": HV1}))
+    assert read_inventory(path) == Inventory({"hv1": HV1})
     assert "qemu+unix:///system?socket=" in path.read_text().splitlines()[4]  # one line, as a person writes it
+    lab = Inventory({"hv1": replace(HV1, netns="lab-host-hv1")}, {"web2": "lab-vm-web2"})
+    write_inventory(path, lab)
+    assert read_inventory(path) == lab
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -1,23 +1,30 @@
-"""REST routes about migrations: start, follow, cancel, and their reports."""
+"""REST routes about migrations: start, follow, cancel, and their reports.
+
+Following a migration (`?wait=`) and cancelling one wait for its end without
+holding a worker thread: the route awaits the driver's word that it changed.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+import time
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from sdnvirt.compute.machines import MachineError
-from sdnvirt.controller.wiring import Controller
+from sdnvirt.controller.migration.driver import Migrations
+from sdnvirt.controller.migration.record import Migration
 
 MAX_WAIT = 300.0
+CANCEL_WAIT = 60.0  # seconds a cancel waits for the migration to end before it answers as it is
 
 
 class MigrationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     vm: str = Field(description="The guest to move")
     to: str = Field(description="The destination host")
-    offline: bool = Field(False, description="A cold move: shut down, move, start")
+    offline: bool = Field(False, description="A cold move: shut down, move, start (qemu guests)")
 
 
 class ProbeFigures(BaseModel):
@@ -31,72 +38,53 @@ class ProbeFigures(BaseModel):
     interval_ms: float = Field(gt=0)
 
 
-class GuestMoved(BaseModel):
-    """The lab's word that it moved a netns guest (or could not)."""
-
-    model_config = ConfigDict(extra="forbid")
-    result: Literal["completed", "failed"]
-    downtime_ms: float | None = Field(None, ge=0)
-    total_ms: float | None = Field(None, ge=0)
-    error: str | None = None
-
-
-def migration_routes(controller: Controller) -> APIRouter:
+def migration_routes(migrations: Migrations) -> APIRouter:
     router = APIRouter(prefix="/migrations", tags=["migrations"])
-    migrations = controller.migrations
 
-    def failure(error: MachineError) -> HTTPException:
-        return HTTPException(error.status, detail={"field": "migration", "message": str(error)})
+    async def until_ended(migration: Migration, timeout: float) -> Migration:
+        """The migration once it has ended, or as it is after `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        while not migration.state.final and (remaining := deadline - time.monotonic()) > 0:
+            changed = asyncio.Event()
+            forget = migrations.when_changed(migration.id, lambda e=changed: loop.call_soon_threadsafe(e.set))
+            try:
+                if migration.state.final:
+                    break
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                break
+            finally:
+                forget()
+        return migration
 
     @router.get("")
     def list_migrations() -> list[dict]:
-        """Every migration since the controller started, with its report."""
+        """Every migration the northbound database remembers, with its report."""
         return [m.report() for m in migrations.list()]
 
     @router.post("", status_code=202)
     def start(request: MigrationRequest) -> dict:
-        """Start moving a VM; follow it with GET /migrations/{id}?wait=SECONDS."""
-        try:
-            return migrations.start(request.vm, request.to, request.offline).report()
-        except MachineError as error:
-            raise failure(error) from None
+        """Start moving a guest (409 if it moves already, or cannot move now); follow it with
+        GET /migrations/{id}?wait=SECONDS."""
+        return migrations.start(request.vm, request.to, request.offline).report()
 
     @router.get("/{migration_id}")
-    def show(migration_id: int, wait: float = Query(0.0, ge=0, le=MAX_WAIT)) -> dict:
+    async def show(migration_id: int, wait: float = Query(0.0, ge=0, le=MAX_WAIT)) -> dict:
         """A migration's report; with `wait`, answered when it ends or after that many seconds."""
-        try:
-            return migrations.wait(migration_id, wait).report()
-        except MachineError as error:
-            raise failure(error) from None
+        return (await until_ended(migrations.get(migration_id), wait)).report()
 
     @router.post("/{migration_id}/cancel")
-    def cancel(migration_id: int) -> dict:
-        try:
-            return migrations.cancel(migrations.get(migration_id).vm).report()
-        except MachineError as error:
-            raise failure(error) from None
+    async def cancel(migration_id: int) -> dict:
+        """Stop this migration. Answered once it has ended with what happened: `cancelled` (the
+        guest stays on the source), or `completed` when it was too late; asking again answers
+        the same. A migration that has not ended within a minute is answered as it is."""
+        migration = await run_in_threadpool(migrations.cancel, migration_id, 0.0)
+        return (await until_ended(migration, CANCEL_WAIT)).report()
 
     @router.post("/{migration_id}/probe")
     def probe(migration_id: int, figures: ProbeFigures) -> dict:
-        try:
-            return migrations.attach_probe(migration_id, figures.model_dump()).report()
-        except MachineError as error:
-            raise failure(error) from None
-
-    @router.post("/{migration_id}/switch")
-    def switch(migration_id: int) -> dict:
-        """The lab is about to move a netns guest: repoint the fabric now (answered when done)."""
-        try:
-            return migrations.switch(migration_id).report()
-        except MachineError as error:
-            raise failure(error) from None
-
-    @router.post("/{migration_id}/moved")
-    def moved(migration_id: int, outcome: GuestMoved) -> dict:
-        try:
-            return migrations.finish_netns(migration_id, outcome.result, outcome.downtime_ms, outcome.total_ms,
-                                           outcome.error).report()
-        except MachineError as error:
-            raise failure(error) from None
+        """Attach what a probe saw to the migration's report."""
+        return migrations.attach_probe(migration_id, figures.model_dump()).report()
 
     return router

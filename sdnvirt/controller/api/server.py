@@ -12,10 +12,8 @@ from pathlib import Path
 
 import uvicorn
 from fastapi import Depends, FastAPI
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sdnvirt.controller.api.errors import ERROR_RESPONSES, refused, validation_failed
+from sdnvirt.controller.api.errors import ERROR_RESPONSES, add_error_handlers
 from sdnvirt.controller.api.event_routes import event_routes
 from sdnvirt.controller.api.fabric_routes import fabric_routes
 from sdnvirt.controller.api.migration_routes import migration_routes
@@ -26,15 +24,15 @@ from sdnvirt.controller.wiring import Controller
 
 
 def create_app(controller: Controller, token: str | None = None) -> FastAPI:
-    """The API; with a `token`, every route asks for it (the API on TCP)."""
+    """The API over the controller's parts; with a `token`, every route asks for it (the API on TCP)."""
     app = FastAPI(title="sdnvirt", summary="Migration-aware SDN controller", version="0.1.0",
                   responses=ERROR_RESPONSES, dependencies=[Depends(TokenCheck(token))] if token else None)
-    app.add_exception_handler(RequestValidationError, validation_failed)
-    app.add_exception_handler(StarletteHTTPException, refused)
-    app.include_router(topology_routes(controller))
-    app.include_router(fabric_routes(controller))
-    app.include_router(vm_routes(controller))
-    app.include_router(migration_routes(controller))
+    add_error_handlers(app)
+    app.include_router(topology_routes(controller.topology_updates, lambda: controller.topology,
+                                       controller.store.view, controller.status))
+    app.include_router(fabric_routes(controller.status))
+    app.include_router(vm_routes(controller.guests))
+    app.include_router(migration_routes(controller.migrations))
     app.include_router(event_routes(controller.events))
     return app
 

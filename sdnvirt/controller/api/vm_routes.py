@@ -1,4 +1,5 @@
-"""REST routes about guests: their state, their lifecycle, their console, commands inside them."""
+"""REST routes about guests, of every kind: their state, their lifecycle, their console,
+commands inside them."""
 
 from __future__ import annotations
 
@@ -6,81 +7,60 @@ import base64
 import time
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from sdnvirt.compute.agent import AgentError
-from sdnvirt.compute.machines import MachineError, MachineState
-from sdnvirt.controller.wiring import Controller
-from sdnvirt.model.topology import GuestKind
+from sdnvirt.controller.guests.kind import GuestState
+from sdnvirt.controller.guests.registry import Guests
 
 Action = Literal["start", "shutdown", "destroy", "reboot", "suspend", "resume", "save", "restore"]
+MAX_CONSOLE_LINES = 10_000
+MAX_COMMAND_WORDS = 1_000
 
 
 class ExecRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    command: list[str] = Field(min_length=1, description="argv of the command to run in the guest")
-    timeout: float = Field(30.0, gt=0, le=3600, description="seconds before the guest kills the command")
+    command: list[str] = Field(min_length=1, max_length=MAX_COMMAND_WORDS,
+                               description="argv of the command to run in the guest")
+    timeout: float = Field(30.0, gt=0, le=3600, description="seconds before the command is killed (status 137)")
 
 
-def vm_routes(controller: Controller) -> APIRouter:
+def vm_routes(guests: Guests) -> APIRouter:
     router = APIRouter(prefix="/vms", tags=["vms"])
-    machines = controller.machines
 
-    def failure(error: MachineError) -> HTTPException:
-        return HTTPException(error.status, detail={"field": "vm", "message": str(error)})
-
-    def describe(name: str, state: MachineState | None) -> dict:
-        guest = controller.topology.guests[name]
-        if state is None:  # a netns guest: the lab runs it, the controller sees its bindings
-            bound = controller.bound_hosts(name)
-            state = MachineState(name, bound[0] if bound else None, "bound" if bound else "unbound",
-                                 controller.started_at)
-        return {"name": name, "kind": guest.kind.value, "host": state.host, "state": state.state,
+    def describe(state: GuestState) -> dict:
+        guest = guests.topology.guests[state.name]
+        return {"name": state.name, "kind": guest.kind.value, "host": state.host, "state": state.state,
                 "since_s": round(time.time() - state.since, 1),
                 "nics": [{"network": n.network, "ip": str(n.ip), "mac": str(n.mac), "port": n.port_id}
                          for n in guest.nics]}
 
-    def state_of(name: str) -> MachineState | None:
-        return machines.state(name) if controller.topology.guests[name].kind == GuestKind.QEMU else None
-
     @router.get("")
     def list_vms() -> list[dict]:
         """Every guest: where it runs, its state and since when, its addresses."""
-        return [describe(name, state_of(name)) for name in controller.topology.guests]
+        return [describe(state) for state in guests.states()]
 
     @router.get("/{name}")
     def show(name: str) -> dict:
-        if name not in controller.topology.guests:
-            raise HTTPException(404, detail={"field": "name", "message": f"no guest named {name!r}"})
-        return describe(name, state_of(name))
+        return describe(guests.state(name))
 
     @router.get("/{name}/console")
-    def console(name: str, lines: int = 100) -> dict:
-        """The last lines of the guest's serial console."""
-        try:
-            return {"name": name, "console": machines.console(name, lines)}
-        except MachineError as error:
-            raise failure(error) from None
+    def console(name: str, lines: int = Query(100, ge=1, le=MAX_CONSOLE_LINES)) -> dict:
+        """The last lines of a qemu guest's serial console."""
+        return {"name": name, "console": guests.console(name, lines)}
 
     @router.post("/{name}/exec")
     def run(name: str, request: ExecRequest) -> dict:
-        """Run a command in a qemu guest through its agent (works with the guest's network down)."""
-        try:
-            result = machines.exec(name, request.command, request.timeout)
-        except MachineError as error:
-            raise failure(error) from None
-        except AgentError as error:
-            raise HTTPException(504, detail={"field": "vm", "message": f"vm {name}'s agent: {error}"}) from None
+        """Run a command in a guest (a qemu guest through its agent, so also with its network down);
+        its exit status (137 when killed at the timeout) and its output, base64."""
+        result = guests.exec(name, request.command, request.timeout)
         return {"exit_status": result.exit_status, "output": base64.b64encode(result.output).decode()}
 
     # Last: /{name}/exec must not be taken for an action.
     @router.post("/{name}/{action}")
     def act(name: str, action: Action) -> dict:
-        """Start, stop, pause or save a qemu guest; answers once libvirt says it is done."""
-        try:
-            return describe(name, getattr(machines, action)(name))
-        except MachineError as error:
-            raise failure(error) from None
+        """Start or stop a guest (any kind); destroy, reboot, suspend, resume, save or restore a qemu
+        guest. Answers once it is done."""
+        return describe(guests.act(name, action))
 
     return router

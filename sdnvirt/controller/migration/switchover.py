@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sdnvirt.controller.fabric.bridges import Fabric
 from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
@@ -57,12 +57,25 @@ class SwitchedOver:
     completed: float  # time.monotonic() when every bridge was repointed
 
 
-@dataclass
 class SwitchOverCounters:
-    announcements: int = 0
-    switch_overs: int = 0
-    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))  # packet-ins, by reason
-    garps: int = 0
+    """Counted from several threads (every switch's receive thread, the gratuitous ARP timers)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts = {"announcements": 0, "switch_overs": 0, "garps": 0}
+        self._dropped = dict.fromkeys(DROP_REASONS, 0)  # packet-ins, by reason
+
+    def count(self, what: str) -> None:
+        with self._lock:
+            self._counts[what] += 1
+
+    def drop(self, reason: str) -> None:
+        with self._lock:
+            self._dropped[reason] += 1
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {**self._counts, "dropped": dict(self._dropped)}
 
 
 class SwitchOver:
@@ -72,7 +85,6 @@ class SwitchOver:
         self._on_switched = on_switched
         self._work: queue.Queue = queue.Queue()
         self.counters = SwitchOverCounters()
-        self._counting = threading.Lock()  # drops are counted by every switch's receive thread
         self._backlog = threading.BoundedSemaphore(PACKET_IN_BACKLOG)
         threading.Thread(target=self._run, name="switch-over", daemon=True).start()
 
@@ -80,11 +92,11 @@ class SwitchOver:
         """A frame a bridge sent up; `host` None for a bridge of no host of the topology,
         `in_port` None when the switch did not say where the frame came in."""
         if host is None:
-            self._drop("unknown_switch")
+            self.counters.drop("unknown_switch")
         elif in_port is None:
-            self._drop("unknown_port")
+            self.counters.drop("unknown_port")
         elif not self._backlog.acquire(blocking=False):
-            self._drop("overload")
+            self.counters.drop("overload")
         else:
             self._work.put((self._announced, (host, in_port, frame, received)))
 
@@ -114,26 +126,22 @@ class SwitchOver:
             if done:
                 done[0].set_result(None)
 
-    def _drop(self, reason: str) -> None:
-        with self._counting:
-            self.counters.dropped[reason] += 1
-
     def _announced(self, host: str, in_port: int, frame: bytes, received: float) -> None:
         self._backlog.release()
         mac = announced_mac(frame)
         if mac is None:
-            self._drop("malformed")
+            self.counters.drop("malformed")
             return
         view = self.store.view()
         ports = view.ports.get(host)
         binding = next((b for b in ports.bindings if b.ofport == in_port), None) if ports else None
         port = view.logical_ports.get(binding.port_id) if binding else None
         if port is None:
-            self._drop("unknown_port")
+            self.counters.drop("unknown_port")
         elif port.mac != mac:
-            self._drop("foreign_mac")
+            self.counters.drop("foreign_mac")
         else:
-            self.counters.announcements += 1
+            self.counters.count("announcements")
             self._switch(port.guest, [port.id], host, "rarp", received)
 
     def _switch_vm(self, vm: str, host: str, trigger: str, received: float) -> None:
@@ -148,7 +156,7 @@ class SwitchOver:
         applied = self.fabric.apply(change, wait=True)
         completed = time.monotonic()
         latency = (completed - received) * 1000
-        self.counters.switch_overs += 1
+        self.counters.count("switch_overs")
         moved = tuple(p for p in port_ids if change.view.active.get(p) == host)
         LOG.info("vm %s: switched over to %s on %s in %.1f ms (%d flow-mods)", vm, host, trigger, latency,
                  sum(applied.flow_mods.values()))
@@ -169,6 +177,6 @@ class SwitchOver:
         for in_port, frame in frames:
             try:
                 channel.inject(in_port, frame)
-                self.counters.garps += 1
+                self.counters.count("garps")
             except SwitchError as error:  # the switch went away meanwhile: nothing to announce to
                 LOG.debug("gratuitous ARP not sent: %s", error)
