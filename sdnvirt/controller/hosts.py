@@ -173,18 +173,27 @@ class Hosts:
 
     def wait_ready(self, host: str, interface: str, timeout: float) -> None:
         """Until the host's OVSDB shows the interface bound and marked ready."""
+        self._wait(lambda: self._bound(host, interface, ready=True), timeout,
+                   f"host {host}: the controller did not program {interface} within {timeout:.0f}s")
+
+    def wait_unbound(self, host: str, interface: str, timeout: float) -> None:
+        """Until the host's OVSDB no longer shows the interface bound."""
+        self._wait(lambda: not self._bound(host, interface, ready=False), timeout,
+                   f"host {host}: {interface} is still bound {timeout:.0f}s after it was unplugged")
+
+    def _wait(self, condition: Callable[[], bool], timeout: float, failure: str) -> None:
         deadline = time.monotonic() + timeout
         with self._ports_changed:
-            while not self._is_ready(host, interface):
+            while not condition():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimedOut(f"host {host}: the controller did not program {interface} within "
-                                   f"{timeout:.0f}s", "host")
+                    raise TimedOut(failure, "host")
                 self._ports_changed.wait(remaining)
 
-    def _is_ready(self, host: str, interface: str) -> bool:
+    def _bound(self, host: str, interface: str, ready: bool) -> bool:
         ports = self._store.view().ports.get(host)
-        return bool(ports) and any(b.interface == interface and b.ready_at is not None for b in ports.bindings)
+        return bool(ports) and any(b.interface == interface and (b.ready_at is not None or not ready)
+                                   for b in ports.bindings)
 
     # -- guest interfaces (netns guests) ---------------------------------------------------------
 

@@ -46,6 +46,7 @@ from sdnvirt.vswitch.ports import ATTACHED_MAC, IFACE_ID, IFACE_STATUS, VM_ID
 
 LOG = logging.getLogger(__name__)
 SWAP_READY_TIMEOUT = 10.0  # seconds for the guest to stage its new links
+START_TIMEOUT = 10.0  # seconds for a started guest's ports to be programmed
 TIMED_OUT = 137  # the exit status of a command killed at its timeout, as the qemu guest agent reports it
 
 
@@ -57,6 +58,8 @@ class Plugs(Protocol):
     def unplug(self, host: str, interface: str) -> None: ...
 
     def wait_ready(self, host: str, interface: str, timeout: float) -> None: ...
+
+    def wait_unbound(self, host: str, interface: str, timeout: float) -> None: ...
 
 
 class NetnsGuests(Kind):
@@ -154,6 +157,8 @@ class NetnsGuests(Kind):
         host = current.host or guest.host
         for nic in guest.nics:
             self._plug(guest, nic, host, nic.interface, address=True)
+        for nic in guest.nics:  # it runs once its ports are programmed, as a VM does
+            self._plugs.wait_ready(host, guest_port(nic.port_id), START_TIMEOUT)
         self._since[name] = time.time()
         return self.state(name)
 
@@ -161,9 +166,11 @@ class NetnsGuests(Kind):
         guest = self._guest(name)
         if self.state(name).state != "running":
             raise Conflict(f"netns guest {name} is {self.state(name).state}, not running", "vm")
-        for nic in guest.nics:
-            for host in self._bound_hosts(nic):
-                self._unplug(host, nic)
+        unplugged = [(host, nic) for nic in guest.nics for host in self._bound_hosts(nic)]
+        for host, nic in unplugged:
+            self._unplug(host, nic)
+        for host, nic in unplugged:
+            self._plugs.wait_unbound(host, guest_port(nic.port_id), START_TIMEOUT)
         self._since[name] = time.time()
         return self.state(name)
 

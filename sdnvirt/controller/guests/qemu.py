@@ -41,6 +41,8 @@ BOOT_ID = "/proc/sys/kernel/random/boot_id"
 MEMORY_MARGIN_MIB = 64  # QEMU's own overhead beyond the guest's memory
 POLL = 0.05
 CONSOLE_TAIL_BYTES = 1 << 20  # what is read of a console log, at most, from its end
+AGENT_POWEROFF_WAIT = 3.0  # seconds for a guest whose agent took the poweroff to be off, before ACPI
+AGENT_QUEUE_WAIT = 5.0  # seconds a request waits, beyond its own timeout, for the VM's agent to be free
 
 
 def _after_reply(command: str) -> list[str]:
@@ -246,9 +248,10 @@ class QemuGuests(Kind):
             raise Conflict(f"vm {name} is {self.state(name).state}, not running", "vm")
         try:
             self._agent_call(name, _after_reply("poweroff -f"), timeout=5)
+            asked = True
         except (AgentError, Conflict, Unavailable):
-            pass  # then ACPI, below
-        if not self._off_within(name, 3.0):
+            asked = False  # then ACPI at once
+        if not (asked and self._off_within(name, AGENT_POWEROFF_WAIT)):
             with libvirt_errors(name):
                 if domain.isActive():
                     domain.shutdown()  # ACPI, for a guest whose agent does not answer
@@ -346,7 +349,7 @@ class QemuGuests(Kind):
         state = self.state(name)
         socket = self._files(state.host, name).agent_socket
         # QEMU serves one client per channel: requests to one VM take turns.
-        if not self._agent_locks[name].acquire(timeout=timeout + 5):
+        if not self._agent_locks[name].acquire(timeout=timeout + AGENT_QUEUE_WAIT):
             raise Unavailable(f"vm {name}'s agent is busy", "vm")
         try:
             with GuestAgent(socket) as agent:
