@@ -167,7 +167,7 @@ def test_the_event_stream_told_what_happened(lab):
                 ("binding", {"action": "bound", "host": "hv3", "guest": "a3"}),
                 ("binding", {"action": "bound", "host": "hv1", "guest": "b1"}),  # back with the original
                 ("migration", {"vm": "a2", "to": "hv3", "result": "completed"}),
-                ("switch-over", {"vm": "a2", "host": "hv3", "trigger": "lab-switch"})]
+                ("switch-over", {"vm": "a2", "host": "hv3", "trigger": "netns-move"})]
     events = kept_events(running(lab), lambda seen: all(told(seen, kind, **data) for kind, data in expected))
     ids = [e["id"] for e in events]
     assert ids == sorted(set(ids))  # in order, none twice

@@ -4,18 +4,15 @@ move a port, and whatever is dropped is counted, by the pipeline or by the contr
 x1 is the hostile guest. The pipeline sends only RARP frames from a port's own MAC to the
 controller (the announcements a migration needs); the rest of x1's garbage meets port
 security, whose violation flow counts it. Frames are built with scapy from a seeded random
-generator, so a failure comes back with the same frames; this file is also the sender that
-runs inside the guest's namespace (`python test_hostile_packets.py send IFACE RATE`, frames
-as hex lines on stdin).
+generator, so a failure comes back with the same frames; tests/helpers/wire.py sends them
+from inside the guest's namespace, at a given rate.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import socket
 import struct
 import subprocess
 import sys
@@ -40,12 +37,11 @@ from sdnvirt.lab.record import LabRecord
 from sdnvirt.linux.netns import entering
 from sdnvirt.northbound.database import Northbound
 
-from helpers.guests import listen, nic, on_guest, wait_until
+from helpers.guests import WIRE, listen, nic, on_guest, wait_until
 from helpers.hypervisor_move import move_behind_the_controllers_back
 from helpers.labs import build_lab
 
 TOPOLOGY = Path(__file__).parent / "topologies" / "hostile.yaml"
-TESTS = Path(__file__).resolve().parents[1]
 SEED = 20261126
 HOSTILE = "x1"
 BROADCAST = "ff:ff:ff:ff:ff:ff"
@@ -72,30 +68,10 @@ class Sent:
 
 def send(lab, guest: str, frames: list[bytes], rate: float, iface: str = "eth0") -> Sent:
     """Send the frames from inside the guest, `rate` a second (0: as fast as it can)."""
-    result = subprocess.run([*entering(naming.guest_namespace(lab.name, guest)), sys.executable, __file__, "send",
+    result = subprocess.run([*entering(naming.guest_namespace(lab.name, guest)), sys.executable, str(WIRE), "pace",
                              iface, str(rate)], input="\n".join(f.hex() for f in frames), capture_output=True,
-                            text=True, timeout=len(frames) / (rate or 10_000) + 60, check=True,
-                            env={**os.environ, "PYTHONPATH": str(TESTS)})
+                            text=True, timeout=len(frames) / (rate or 10_000) + 60, check=True)
     return Sent(**json.loads(result.stdout))
-
-
-def sender(iface: str, rate: float) -> None:
-    """Inside the guest: every hex frame on stdin out of `iface`, through a raw socket."""
-    frames = [bytes.fromhex(line) for line in sys.stdin.read().split()]
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-    sock.bind((iface, 0))
-    sent, refused = 0, []
-    began = time.monotonic()
-    for index, frame in enumerate(frames):
-        ahead = began + index / rate - time.monotonic() if rate else 0
-        if ahead > 0.001:
-            time.sleep(ahead)
-        try:
-            sock.send(frame)
-            sent += 1
-        except OSError:
-            refused.append(index)
-    print(json.dumps({"sent": sent, "refused": refused, "seconds": round(time.monotonic() - began, 3)}))
 
 
 # -- what the controller, the switches and the northbound database say ----------------------------
@@ -426,6 +402,3 @@ def test_a_rarp_flood_is_metered_the_controller_answers_and_a_real_switch_over_s
     assert_unharmed(lab, pid, before)
 
 
-if __name__ == "__main__":
-    assert sys.argv[1] == "send"
-    sender(sys.argv[2], float(sys.argv[3]))

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from scapy.layers.l2 import ARP, Ether
 
+from sdnvirt.client.api import ApiError
 from sdnvirt.controller.fabric.cookies import owner_cookie
 from sdnvirt.lab.migration_probe import migrate
 
 from helpers.guests import listen, nic, on_guest, ping, vm_ping, wait_until
 from helpers.labs import build_lab
+from helpers.migrations import copying, slow_copy, wait_for_state
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 
@@ -67,15 +69,24 @@ def test_live_migration_across_segments_and_back_under_a_probe(lab):
         wait_until(lambda s=source, o=old_ofport: not old_port_traces(lab, s, "vm1", o), timeout=10)
 
 
-def test_a_migration_to_a_host_whose_libvirtd_is_down_fails_and_the_vm_stays(lab):
+def start_libvirtd(lab, host: str) -> None:
+    """Start a host's libvirtd again, and wait until the controller is connected to it."""
+    lab.start_process(f"{host}/libvirtd")
+    wait_until(lambda: lab.api().status()["hosts"][host]["libvirt_connected"], timeout=30)
+
+
+def test_a_migration_to_a_host_whose_libvirtd_is_down_is_refused_and_the_vm_stays(lab):
     source, _ = where(lab, "vm1")
     destination = "hv2"
     lab.stop_process(f"{destination}/libvirtd")
     try:
-        report = migrate(lab, "vm1", destination)
+        wait_until(lambda: not lab.api().status()["hosts"][destination]["libvirt_connected"], timeout=30)
+        with pytest.raises(ApiError) as refused:
+            lab.api().migrate("vm1", destination)
     finally:
-        lab.start_process(f"{destination}/libvirtd")
-    assert report["result"] == "failed" and report["error"]
+        start_libvirtd(lab, destination)
+    assert refused.value.status == 503 and f"host {destination}'s libvirtd" in str(refused.value)
+    assert [m for m in lab.api().migrations() if m["to"] == destination] == []  # nothing was started
     assert where(lab, "vm1") == (source, "running")
     assert ping(lab, "prober", str(nic(lab, "vm1").ip)) == 3
     assert ofport_absent(lab, destination, "vm1")
@@ -89,19 +100,19 @@ def ofport_absent(lab, host: str, vm: str) -> bool:
 def test_a_destination_that_dies_mid_way_leaves_the_vm_running_where_it_was(lab):
     source, _ = where(lab, "vm1")
     destination = "hv3" if source != "hv3" else "hv2"
-    result: dict = {}
-    mover = threading.Thread(target=lambda: result.update(migrate(lab, "vm1", destination)))
-    mover.start()
-    wait_until(lambda: port_flows(lab, destination, "vm1") and not ofport_absent(lab, destination, "vm1"),
-               timeout=20, interval=0.01)  # the destination port is plugged: the copy is under way
-    lab.stop_process(f"{destination}/libvirtd")
-    mover.join(timeout=120)
-    try:
-        assert result["result"] == "failed", result
-        assert where(lab, "vm1") == (source, "running")
-        assert ping(lab, "prober", str(nic(lab, "vm1").ip)) == 3
-    finally:
-        lab.start_process(f"{destination}/libvirtd")
+    with slow_copy(lab, source, "vm1"):
+        migration = lab.api().migrate("vm1", destination)
+        wait_for_state(lab, migration["id"], "copying")  # the destination port is programmed, memory goes over
+        try:
+            lab.stop_process(f"{destination}/libvirtd", kill=True)
+            assert copying(lab, source, "vm1")  # the destination died mid-way
+            report = lab.api().migration(migration["id"], wait=120)
+            assert report["result"] == "failed", report
+            assert report["fabric_at"] is None  # it never switched
+            assert where(lab, "vm1") == (source, "running")
+            assert ping(lab, "prober", str(nic(lab, "vm1").ip)) == 3
+        finally:
+            start_libvirtd(lab, destination)
     # the destination's libvirtd cleans up its half-made copy; its port and flows go with it
     wait_until(lambda: ofport_absent(lab, destination, "vm1"), timeout=30)
     assert lab.api().status()["converged"]
@@ -111,12 +122,15 @@ def test_cancel_leaves_the_vm_on_the_source(lab):
     source, _ = where(lab, "vm1")
     destination = "hv3" if source != "hv3" else "hv2"
     api = lab.api()
-    migration = api.migrate("vm1", destination)
-    wait_until(lambda: port_flows(lab, destination, "vm1") and not ofport_absent(lab, destination, "vm1"),
-               timeout=20, interval=0.01)
-    api.cancel_migration(migration["id"])
-    report = api.migration(migration["id"], wait=60)
+    with slow_copy(lab, source, "vm1"):
+        migration = api.migrate("vm1", destination)
+        wait_for_state(lab, migration["id"], "copying")
+        assert copying(lab, source, "vm1")  # cancelled while libvirt copies
+        report = api.cancel_migration(migration["id"])
     assert report["result"] == "cancelled", report
+    assert [step["state"] for step in report["timeline"]] == [
+        "requested", "preparing", "copying", "cancelling", "cancelled"]
+    assert api.cancel_migration(migration["id"]) == report  # asked again: the same answer, nothing more
     assert where(lab, "vm1") == (source, "running")
     wait_until(lambda: ofport_absent(lab, destination, "vm1"), timeout=30)
     assert ping(lab, "prober", str(nic(lab, "vm1").ip)) == 3
@@ -175,7 +189,7 @@ def test_a_netns_guest_migrates_the_same_way(lab):
     watcher = nic(lab, "watcher")
     report = migrate(lab, "watcher", "hv3", probe="prober")
     assert report["result"] == "completed" and report["kind"] == "netns", report
-    assert report["trigger"] == "lab-switch" and report["hypervisor_downtime_ms"] < 100
+    assert report["trigger"] == "netns-move" and report["hypervisor_downtime_ms"] < 100
     # the probe sends every 5 ms: it may lose what falls into the guest's pause, and no more
     assert report["probe_duplicates"] == 0
     assert report["probe_lost"] <= report["hypervisor_downtime_ms"] / 5 + 2, report

@@ -10,7 +10,7 @@ from concurrent.futures import Future
 import pytest
 
 from sdnvirt.controller.migration.driver import Migrations
-from sdnvirt.controller.migration.move import Mover, MoveCancelled, MoveSteps
+from sdnvirt.controller.migration.move import MoveCancelled, Mover, MoveSteps
 from sdnvirt.controller.migration.record import Migration
 from sdnvirt.controller.migration.states import DEADLINES, FINAL, TRANSITIONS, State
 from sdnvirt.controller.migration.watchdog import Watchdog
