@@ -173,7 +173,7 @@ class Northbound:
 
     def save_migration(self, number: int, report: dict) -> None:
         columns = {"number": number, "vm": report["vm"], "source": report["from"],
-                   "destination": report["to"], "kind": report["kind"], "state": report["result"],
+                   "destination": report["to"], "kind": report["kind"], "state": report["state"],
                    "report": json.dumps(report)}
         with self.api.transaction(check_error=True) as txn, self._connection.lock:
             row = self._find("Migration", "number", number)

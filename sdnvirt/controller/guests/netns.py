@@ -232,8 +232,8 @@ class NetnsGuests(Kind):
             swap = self._stage_swap(guest)
             steps.check_cancel()
             steps.enter(State.SWITCHING)
+            switched = True  # from here on the fabric may point at the destination, even if this fails
             steps.switch_over("netns-move")
-            switched = True
             out, err = swap.communicate("go\n", timeout=steps.remaining())
             if swap.returncode != 0:
                 raise Failed(f"netns guest {guest.name} could not swap its links: {err.strip()}", "vm")

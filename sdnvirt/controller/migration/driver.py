@@ -276,12 +276,13 @@ class Migrations:
                 self._switch(migration, migration.destination, "migration-completed")
             except SdnvirtError as late:
                 migration.switchover_error = str(late)
-        elif outcome != State.COMPLETED and migration.fabric_at == migration.destination:
-            try:
-                self._switch(migration, migration.source, "rolled-back")
-                outcome = State.ROLLED_BACK
-            except SdnvirtError as stuck:
-                error = f"{error}; switching back to {migration.source} failed too: {stuck}"
+        elif outcome != State.COMPLETED and migration.trigger is not None:  # it had switched over
+            outcome = State.ROLLED_BACK
+            if migration.fabric_at != migration.source:
+                try:
+                    self._switch(migration, migration.source, "rolled-back")
+                except SdnvirtError as stuck:
+                    outcome, error = State.FAILED, f"{error}; switching back to {migration.source} failed: {stuck}"
         self.finish(migration, outcome, error)
 
     def finish(self, migration: Migration, outcome: State, error: str | None) -> None:
@@ -316,6 +317,8 @@ class Migrations:
             raise Failed(f"vm {migration.vm}: switch-over to {host} failed: {error}", "migration") from None
         with self._lock:
             migration.fabric_at = host
+            if host == migration.destination and migration.trigger is None:
+                migration.trigger = trigger  # the switched() signal, should it come late
 
     # -- the watchdog's view -------------------------------------------------------------------
 
