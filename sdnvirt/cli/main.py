@@ -23,17 +23,26 @@ from sdnvirt.northbound.database import NorthboundError
 
 OPERATIONAL = (LabError, ApiError, ImageError, ClusterError, NorthboundError, LabProcessError, CommandError,
                SdnvirtError, OSError)
+EXIT_STATUSES = "exit status: 0 done; 1 the lab, the controller or a host failed; 2 bad input (file, arguments)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sdnvirt", description="Migration-aware SDN controller for KVM/QEMU hosts.",
-        epilog="exit status: 0 done; 1 the lab, the controller or a host failed; 2 bad input (topology file, "
-               "arguments); exec: the guest command's own status, 255 when sdnvirt failed")
+        epilog=f"{EXIT_STATUSES}; exec: the guest command's own status, 255 when sdnvirt failed")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     for module in (topo, lab, change, vm, migrate, events, guest_exec, image, pipeline, nb, demo):
         module.register(verbs)
+    _document_exits(parser)
     return parser
+
+
+def _document_exits(parser: argparse.ArgumentParser) -> None:
+    """Every command's --help ends with its exit statuses (the usual ones, unless it says its own)."""
+    for action in parser._subparsers._group_actions if parser._subparsers else []:  # argparse keeps them there
+        for command in action.choices.values():
+            command.epilog = command.epilog or EXIT_STATUSES
+            _document_exits(command)
 
 
 def main(argv: list[str] | None = None) -> int:
