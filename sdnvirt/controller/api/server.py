@@ -3,7 +3,7 @@
 FastAPI describes itself (OpenAPI at /openapi.json); uvicorn serves it on the
 lab's unix socket, which only its owner (root) may open, and over HTTPS with a
 token. The CLI is a client of this API for anything that asks a running
-controller.
+controller. No request makes it read more than MAX_BODY bytes of body.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sdnvirt.controller.api.body_limit import BodyLimit
 from sdnvirt.controller.api.errors import ERROR_RESPONSES, refused, validation_failed
 from sdnvirt.controller.api.event_routes import event_routes
 from sdnvirt.controller.api.fabric_routes import fabric_routes
@@ -33,6 +34,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
                   responses=ERROR_RESPONSES, dependencies=[Depends(TokenCheck(token))] if token else None)
     app.add_exception_handler(RequestValidationError, validation_failed)
     app.add_exception_handler(StarletteHTTPException, refused)
+    app.add_middleware(BodyLimit)
     app.include_router(topology_routes(controller))
     app.include_router(fabric_routes(controller))
     app.include_router(vm_routes(controller))
