@@ -3,7 +3,8 @@
 Only root opens the lab's unix sockets: the API's is 0600 (uvicorn would make
 it 0666) and the lab folder 0700, and each alone keeps other users out. The
 API refuses a body over its limit with 413 before reading more of it than the
-limit, whether the client announced its length or sends it in chunks.
+limit, whether the client announced its length or sends it in chunks, and a
+topology nested too deep with 422 and its place in the file.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from sdnvirt.controller.api.body_limit import MAX_BODY
+from sdnvirt.model.source import MAX_NESTING
 
 from helpers.access import NOBODY, connect_as, lab_sockets
 from helpers.labs import build_lab
@@ -116,3 +118,16 @@ def test_a_body_under_the_limit_reaches_its_route(lab):
     assert len(response.request.content) < MAX_BODY
     assert response.status_code == 422
     assert response.json()["detail"]["field"] == "body.source"
+
+
+def test_a_topology_nested_too_deep_is_refused_with_its_place(lab):
+    levels = 10_000
+    with httpx.Client(transport=httpx.HTTPTransport(uds=str(lab.paths.api_socket)), base_url="http://sdnvirt",
+                      timeout=60) as client:
+        response = client.post("/topology", json={"source": "name: itest2\nvms: " + "[" * levels + "]" * levels,
+                                                  "filename": "deep.yaml", "dry_run": True})
+    assert response.status_code == 422
+    assert response.json()["detail"]["problems"] == [
+        {"file": "deep.yaml", "line": 2, "column": 6 + MAX_NESTING - 1, "path": "",
+         "message": f"nesting deeper than {MAX_NESTING} levels"}]
+    assert lab.api().status()["converged"]
