@@ -8,11 +8,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-
-from os_ken.base import app_manager
 
 from sdnvirt.compute.domain import DomainFiles
 from sdnvirt.compute.hypervisor import DomainEvent, Hypervisor
@@ -22,9 +19,9 @@ from sdnvirt.controller.events import EventStream
 from sdnvirt.controller.fabric.bridges import Fabric
 from sdnvirt.controller.fabric.cookies import owner_names
 from sdnvirt.controller.fabric.flow_text import instructions_text, match_text, table_name
-from sdnvirt.controller.fabric.listener import UnixOpenFlowListener
+from sdnvirt.controller.fabric.listener import OpenFlowListener
 from sdnvirt.controller.fabric.openflow import read_flow
-from sdnvirt.controller.fabric.openflow_app import FabricApp
+from sdnvirt.controller.fabric.openflow_app import start_fabric_app
 from sdnvirt.controller.fabric.pipeline import Pipeline
 from sdnvirt.controller.inventory import HostEndpoints
 from sdnvirt.controller.migration.migrations import Migration, Migrations
@@ -51,7 +48,7 @@ class TopologyNotApplied(RuntimeError):
 
 class Controller:
     def __init__(self, northbound: Northbound, endpoints: Callable[[Topology], dict[str, HostEndpoints]],
-                 pipeline: Pipeline, openflow_socket: Path | None = None):
+                 pipeline: Pipeline, openflow_listeners: Sequence[OpenFlowListener] = ()):
         topology = northbound.topology()
         self.topology = topology
         self.northbound = northbound
@@ -60,10 +57,10 @@ class Controller:
         self.pipeline = pipeline
         self.events = EventStream()
         self.store = NorthboundStore(northbound, topology)
-        self.fabric = Fabric(self.store, pipeline, self._mark_ready)
+        self.fabric = Fabric(self.store, pipeline, self._mark_ready, self._bridge_certificate)
         self._marked: dict[str, set[tuple[str, int]]] = {h: set() for h in topology.hosts}
         self._markers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ready-markers")
-        self.listener = UnixOpenFlowListener(openflow_socket) if openflow_socket else None
+        self.listeners = list(openflow_listeners)
         self.ovsdbs: dict[str, HostOvsdb] = {}
         self._heard_from: set[str] = set()
         self._lock = threading.Lock()
@@ -106,13 +103,14 @@ class Controller:
         return added
 
     def _start_openflow(self) -> None:
-        manager = app_manager.AppManager.get_instance()
-        manager.load_apps([FabricApp.__module__])
-        contexts = manager.create_contexts()
-        manager.instantiate_apps(**contexts, fabric=self.fabric, on_packet_in=self.switch_over.packet_in)
-        manager.applications[FabricApp.__name__].handle_in_receive_threads()
-        if self.listener is not None:
-            self.listener.start()
+        start_fabric_app(self.fabric, self.switch_over.packet_in)
+        for listener in self.listeners:
+            listener.start()
+
+    def _bridge_certificate(self, host: str) -> str | None:
+        """The name the host's bridge must show in its certificate (None: it comes without SSL)."""
+        endpoint = self.endpoints.get(host)
+        return endpoint.openflow_certificate_name if endpoint is not None else None
 
     def _attach_in_background(self, host: str) -> None:
         threading.Thread(target=self._attach_host, args=(host,), name=f"attach-{host}", daemon=True).start()
@@ -311,8 +309,8 @@ class Controller:
     def stop(self) -> None:
         for hypervisor in self.hypervisors.values():
             hypervisor.stop()
-        if self.listener is not None:
-            self.listener.stop()
+        for listener in self.listeners:
+            listener.stop()
         self.fabric.stop()
         for ovsdb in self.ovsdbs.values():
             ovsdb.stop()
@@ -344,6 +342,7 @@ class Controller:
             "converged": all(h["openflow_connected"] and h["in_sync"] for h in hosts.values()),
             "uptime_s": round(time.time() - self.started_at, 1),
             "unknown_switches": self.fabric.unknown_switches,
+            "wrong_certificate_switches": self.fabric.wrong_certificate_switches,
             "switch_overs": vars(self.switch_over.counters),
             "hosts": hosts,
         }
