@@ -12,7 +12,8 @@ datapath it is (OpenFlow's HELLO, FEATURES_REPLY and port description) within
 HANDSHAKE_TIMEOUT of being accepted is dropped. One address may have at most
 PENDING_PER_PEER SSL handshakes under way at once: a peer that opens many
 connections and says nothing holds a few threads for a few seconds, and
-never keeps another peer out.
+never keeps another peer out. A connection is over, its thread ended and the
+apps told, as soon as either side hangs up (see _Datapath).
 """
 
 from __future__ import annotations
@@ -121,24 +122,25 @@ class OpenFlowListener:
                 work, args = _serve, (_UnixStream(conn), SwitchPeer(str(self.where)), deadline)
             elif self._tls is None:
                 work, args = _serve, (conn, SwitchPeer(_text(address)), deadline)
-            elif self._admit(address[0]):
-                work, args = self._secure, (conn, address, deadline)
             else:
-                LOG.debug("%s: refusing %s: %d SSL handshakes of it under way", self, _text(address),
-                          PENDING_PER_PEER)
+                work, args = self._secure, (conn, address, deadline)
+            try:
+                threading.Thread(target=work, args=args, name="openflow-switch", daemon=True).start()
+            except RuntimeError as error:  # no thread to be had: this connection is lost, not the listener
+                LOG.error("%s: cannot serve %s: %s", self, _text(address) if address else self.where, error)
                 conn.close()
-                continue
-            threading.Thread(target=work, args=args, name="openflow-switch", daemon=True).start()
-
-    def _admit(self, ip: str) -> bool:
-        with self._lock:
-            if self._handshaking[ip] >= PENDING_PER_PEER:
-                return False
-            self._handshaking[ip] += 1
-            return True
 
     def _secure(self, conn: socket.socket, address: tuple, deadline: float) -> None:
         """The SSL handshake, over by the deadline whatever the peer does, then OpenFlow."""
+        ip = address[0]
+        with self._lock:
+            admitted = self._handshaking[ip] < PENDING_PER_PEER
+            if admitted:
+                self._handshaking[ip] += 1
+        if not admitted:
+            LOG.debug("%s: refusing %s: %d SSL handshakes of it under way", self, _text(address), PENDING_PER_PEER)
+            conn.close()
+            return
         try:
             # The whole handshake, not each read of it, is bounded by the socket's timeout.
             conn.settimeout(max(deadline - time.monotonic(), 0.001))
@@ -149,9 +151,9 @@ class OpenFlowListener:
             return
         finally:
             with self._lock:
-                self._handshaking[address[0]] -= 1
-                if not self._handshaking[address[0]]:
-                    del self._handshaking[address[0]]
+                self._handshaking[ip] -= 1
+                if not self._handshaking[ip]:
+                    del self._handshaking[ip]
         _serve(stream, SwitchPeer(_text(address), _common_name(stream.getpeercert())), deadline)
 
     def stop(self) -> None:
@@ -164,11 +166,25 @@ class OpenFlowListener:
             self.where.unlink(missing_ok=True)
 
 
+class _Datapath(Datapath):
+    """os-ken's Datapath, over as soon as its connection is. On os-ken's native threads,
+    `serve` ends only once its sender thread does, and the sender waits for something to
+    send: on a switch that went away the apps would hear of it at the next message sent
+    to it, and on one the controller refused (nothing is ever sent to it) never."""
+
+    def _recv_loop(self) -> None:
+        try:
+            super()._recv_loop()
+        finally:
+            self.close()  # the apps hear that the switch is gone, now
+            self.send(b"", close_socket=True)  # and the sender wakes, and ends
+
+
 def _serve(stream, peer: SwitchPeer, deadline: float) -> None:
     """os-ken's datapath_connection_factory, with a deadline for the switch to say which
     datapath it is."""
     try:
-        with contextlib.closing(Datapath(stream, peer)) as datapath:
+        with contextlib.closing(_Datapath(stream, peer)) as datapath:
             timer = threading.Timer(max(deadline - time.monotonic(), 0.0), _drop_if_unnamed, args=(datapath,))
             timer.daemon = True
             timer.start()
@@ -182,12 +198,17 @@ def _serve(stream, peer: SwitchPeer, deadline: float) -> None:
             stream.close()
 
 
+def hang_up(datapath: Datapath) -> None:
+    """End a switch's connection from the controller's side, now."""
+    datapath.close()  # os-ken's own ending: nothing more is sent
+    with contextlib.suppress(OSError):
+        datapath.socket.shutdown(socket.SHUT_RD)  # and its receive loop ends now, not at its next timeout
+
+
 def _drop_if_unnamed(datapath: Datapath) -> None:
     if datapath.state in (HANDSHAKE_DISPATCHER, CONFIG_DISPATCHER):
         LOG.warning("%s: no OpenFlow handshake within %.0fs: dropped", datapath.address, HANDSHAKE_TIMEOUT)
-        datapath.close()  # os-ken's own ending: nothing more is sent
-        with contextlib.suppress(OSError):
-            datapath.socket.shutdown(socket.SHUT_RD)  # and its receive loop ends now, not at its next timeout
+        hang_up(datapath)
 
 
 def _common_name(certificate: dict) -> str | None:

@@ -31,6 +31,7 @@ from os_ken.controller.ofp_handler import OFPHandler
 
 from sdnvirt.controller.fabric.bridges import Fabric
 from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
+from sdnvirt.controller.fabric.listener import hang_up
 from sdnvirt.controller.fabric.meters import ensure_controller_meter
 from sdnvirt.controller.fabric.openflow import OFP_VERSION
 
@@ -66,7 +67,7 @@ class FabricApp(app_manager.OSKenApp):
                 threading.Thread(target=self._meter, args=(channel,), name=f"meter-{channel.dpid:#x}",
                                  daemon=True).start()
             else:
-                datapath.close()
+                hang_up(datapath)
         else:
             channel = self._channels.pop(datapath, None)
             if channel is not None:
