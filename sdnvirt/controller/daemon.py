@@ -24,12 +24,12 @@ from ovs.stream import Stream
 
 from sdnvirt.controller.api.server import ApiServer, create_app
 from sdnvirt.controller.api.token import TokenError, read_token
+from sdnvirt.controller.fabric.listener import OpenFlowListener, switch_tls
 from sdnvirt.controller.fabric.pipeline import load_pipeline
 from sdnvirt.controller.hosts import READY_TIMEOUT
 from sdnvirt.controller.inventory import InventoryError, read_inventory
 from sdnvirt.controller.wiring import Controller
 from sdnvirt.northbound.database import Northbound, NorthboundError
-from sdnvirt.vswitch.names import OPENFLOW_PORT
 
 LOG = logging.getLogger("sdnvirt.controller")
 GIL_SWITCH_INTERVAL = 0.0002  # seconds
@@ -41,14 +41,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="the northbound database: unix:PATH, or tcp:IP:PORT,tcp:IP:PORT,tcp:IP:PORT for "
                              "a Raft cluster, whose leader it follows")
     parser.add_argument("--hosts", type=Path, required=True, metavar="FILE",
-                        help="the host inventory: how to reach each host (see controller/endpoints.py)")
-    parser.add_argument("--openflow-socket", type=Path, help="also take bridges on this unix socket")
+                        help="the host inventory: how to reach each host (see controller/inventory.py)")
+    parser.add_argument("--openflow-socket", type=Path, help="take bridges on this unix socket")
     parser.add_argument("--api-socket", type=Path, help="serve the API on this unix socket")
     parser.add_argument("--private-key", type=Path, help="the controller's SSL private key (ovs-pki)")
     parser.add_argument("--certificate", type=Path, help="the controller's SSL certificate")
     parser.add_argument("--ca-cert", type=Path, help="the authority that signed the hosts' certificates")
-    parser.add_argument("--openflow-listen", type=_address, default=("127.0.0.1", OPENFLOW_PORT), metavar="IP:PORT",
-                        help="where bridges connect over TCP, or SSL with the certificate options")
+    parser.add_argument("--openflow-listen", type=_address, metavar="IP:PORT",
+                        help="take bridges on TCP, or on SSL with the certificate options (each bridge then "
+                             "must show the certificate the host inventory names for its host)")
     parser.add_argument("--api-listen", type=_address, metavar="IP:PORT",
                         help="serve the API on TCP too (HTTPS with the certificate options); needs --token-file")
     parser.add_argument("--token-file", type=Path, help="the token the API on TCP asks for")
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("SSL needs all of --private-key, --certificate and --ca-cert")
     if not (args.api_socket or args.api_listen):
         parser.error("give the API somewhere to listen: --api-socket and/or --api-listen")
+    if not (args.openflow_socket or args.openflow_listen):
+        parser.error("give bridges somewhere to connect: --openflow-socket and/or --openflow-listen")
     if args.api_listen and not args.token_file:
         parser.error("--api-listen needs --token-file: the API on TCP refuses requests without the token")
     token = None
@@ -80,18 +83,22 @@ def main(argv: list[str] | None = None) -> int:
         Stream.ssl_set_ca_cert_file(str(args.ca_cert))
     northbound = Northbound(args.northbound)
     try:
+        listeners = _openflow_listeners(args)
         read_inventory(args.hosts)
         northbound.connect()
     except (InventoryError, NorthboundError) as error:
         print(error, file=sys.stderr)
         return 1
+    except OSError as error:  # ssl.SSLError too
+        print(f"the controller's certificate, key or authority: {error}", file=sys.stderr)
+        return 1
     topology = northbound.topology()
     if topology is None:
         print(f"the northbound database {northbound.remote} holds no topology", file=sys.stderr)
         return 1
-    cfg.CONF(args=_openflow_options(args), project="os_ken")
+    cfg.CONF(args=[], project="os_ken")  # os-ken's defaults for each switch's connection (timeouts, echo)
 
-    controller = Controller(northbound, lambda: read_inventory(args.hosts), load_pipeline(), args.openflow_socket)
+    controller = Controller(northbound, lambda: read_inventory(args.hosts), load_pipeline(), listeners)
     servers = [ApiServer(create_app(controller), socket_path=args.api_socket)] if args.api_socket else []
     if args.api_listen:
         servers.append(ApiServer(create_app(controller, token), host=args.api_listen[0], port=args.api_listen[1],
@@ -99,9 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    controller.start()
-    for server in servers:
-        server.start()
+    try:
+        controller.start()
+        for server in servers:
+            server.start()
+    except OSError as error:  # a socket to listen on is taken, say
+        print(f"the controller could not start: {error}", file=sys.stderr)
+        controller.stop()
+        return 1
     controller.fabric.ready.wait(READY_TIMEOUT)
     # What start-up made lives as long as the process: the collector need never scan it
     # again. A full collection of it took 150 ms here, long enough to miss a switch-over.
@@ -124,11 +136,10 @@ def _address(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"expected IP:PORT, got {text!r}") from None
 
 
-def _openflow_options(args) -> list[str]:
-    """os-ken's own listener: on TCP, or on SSL checking each switch's certificate. (In a
-    lab without --ssl it is unused: bridges come in on --openflow-socket.)"""
-    host, port = args.openflow_listen
-    if not args.private_key:
-        return ["--ofp-listen-host", host, "--ofp-tcp-listen-port", str(port)]
-    return ["--ofp-listen-host", host, "--ofp-ssl-listen-port", str(port), "--ctl-privkey", str(args.private_key),
-            "--ctl-cert", str(args.certificate), "--ca-certs", str(args.ca_cert)]
+def _openflow_listeners(args) -> list[OpenFlowListener]:
+    """Where bridges connect: the unix socket, and TCP (SSL with the certificate options)."""
+    listeners = [OpenFlowListener(args.openflow_socket)] if args.openflow_socket else []
+    if args.openflow_listen:
+        tls = switch_tls(args.private_key, args.certificate, args.ca_cert) if args.private_key else None
+        listeners.append(OpenFlowListener(args.openflow_listen, tls))
+    return listeners

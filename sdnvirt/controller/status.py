@@ -62,6 +62,7 @@ class FabricStatus:
             "converged": all(h["openflow_connected"] and h["in_sync"] for h in hosts.values()),
             "uptime_s": round(time.time() - self.started_at, 1),
             "unknown_switches": self._fabric.unknown_switches,
+            "wrong_certificate_switches": self._fabric.wrong_certificate_switches,
             "switch_overs": self._switch_over.counters.snapshot(),
             "hosts": hosts,
         }

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from pathlib import Path
-
-from os_ken.base import app_manager
+from collections.abc import Callable, Sequence
 
 from sdnvirt.compute.domain import DomainFiles
 from sdnvirt.compute.hypervisor import DomainEvent, Hypervisor
 from sdnvirt.compute.image import cached_image
 from sdnvirt.controller.events import EventStream
 from sdnvirt.controller.fabric.bridges import Fabric
-from sdnvirt.controller.fabric.listener import UnixOpenFlowListener
-from sdnvirt.controller.fabric.openflow_app import FabricApp
+from sdnvirt.controller.fabric.listener import OpenFlowListener
+from sdnvirt.controller.fabric.openflow_app import start_fabric_app
 from sdnvirt.controller.fabric.pipeline import Pipeline
 from sdnvirt.controller.guests.netns import NetnsGuests
 from sdnvirt.controller.guests.qemu import QemuGuests
@@ -44,7 +41,7 @@ LOG = logging.getLogger(__name__)
 
 class Controller:
     def __init__(self, northbound: Northbound, inventory: Callable[[], Inventory], pipeline: Pipeline,
-                 openflow_socket: Path | None = None):
+                 openflow_listeners: Sequence[OpenFlowListener] = ()):
         topology = northbound.topology()
         self.topology = topology
         self._read_inventory = inventory
@@ -52,10 +49,11 @@ class Controller:
         self.events = EventStream()
         self.store = NorthboundStore(northbound, topology)
         # The fabric tells the hosts what it programmed, the hosts tell the fabric what they hold.
-        self.fabric = Fabric(self.store, pipeline, lambda host, owners: self.hosts.mark_ready(host, owners))
+        self.fabric = Fabric(self.store, pipeline, lambda host, owners: self.hosts.mark_ready(host, owners),
+                             self._bridge_certificate)
         self.hosts = Hosts(topology, self.inventory.hosts, self.store, self.fabric, self.events,
                            self._interfaces_ready)
-        self.listener = UnixOpenFlowListener(openflow_socket) if openflow_socket else None
+        self.listeners = list(openflow_listeners)
         self.hypervisors: dict[str, Hypervisor] = {}
         self.qemu = QemuGuests(topology, self.hypervisors, self._domain_files, self._migration_addresses,
                                self._vm_happened)
@@ -87,19 +85,20 @@ class Controller:
         self.topology_updates.stop()
         for hypervisor in self.hypervisors.values():
             hypervisor.stop()
-        if self.listener is not None:
-            self.listener.stop()
+        for listener in self.listeners:
+            listener.stop()
         self.fabric.stop()
         self.hosts.stop()
 
     def _start_openflow(self) -> None:
-        manager = app_manager.AppManager.get_instance()
-        manager.load_apps([FabricApp.__module__])
-        contexts = manager.create_contexts()
-        manager.instantiate_apps(**contexts, fabric=self.fabric, on_packet_in=self.switch_over.packet_in)
-        manager.applications[FabricApp.__name__].handle_in_receive_threads()
-        if self.listener is not None:
-            self.listener.start()
+        start_fabric_app(self.fabric, self.switch_over.packet_in)
+        for listener in self.listeners:
+            listener.start()
+
+    def _bridge_certificate(self, host: str) -> str | None:
+        """The name the host's bridge must show in its certificate (None: it comes without SSL)."""
+        endpoint = self.inventory.hosts.get(host)
+        return endpoint.openflow_certificate_name if endpoint is not None else None
 
     # -- libvirt -------------------------------------------------------------------------------
 

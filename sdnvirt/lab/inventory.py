@@ -1,5 +1,6 @@
-"""The host inventory a lab gives its controller (see controller/endpoints.py): unix
-sockets in the lab folder, or with `--ssl` the hosts' management addresses."""
+"""The host inventory a lab gives its controller (see controller/inventory.py): unix
+sockets in the lab folder, or with `--ssl` the hosts' management addresses and
+the name in each host's certificate."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from sdnvirt.compute.hypervisor import libvirt_uri
 from sdnvirt.controller.inventory import HostEndpoints, Inventory, write_inventory
 from sdnvirt.lab import naming
 from sdnvirt.lab.paths import LabPaths
+from sdnvirt.lab.pki import LabPki
 from sdnvirt.lab.record import LabRecord
 from sdnvirt.lab.underlay import CONTROLLER_MANAGEMENT_ADDRESS
 from sdnvirt.model.topology import GuestKind, Topology
@@ -25,8 +27,10 @@ def _endpoints(paths: LabPaths, record: LabRecord, topology: Topology, host: str
     address, folder = record.management[host], paths.host(host)
     if record.ssl:  # over the management network, as on real hosts
         ovsdb, openflow = f"ssl:{address}:{OVSDB_PORT}", f"ssl:{CONTROLLER_MANAGEMENT_ADDRESS}:{OPENFLOW_PORT}"
+        certificate = LabPki.certificate_name(host)
     else:
         ovsdb, openflow = f"unix:{folder.ovsdb_socket}", f"unix:{folder.controller_socket}"
+        certificate = None
     return HostEndpoints(ovsdb=ovsdb, openflow_target=openflow, libvirt=libvirt_uri(folder.libvirt_socket),
-                         migration_address=address, vm_files=folder.vms,
+                         migration_address=address, vm_files=folder.vms, openflow_certificate_name=certificate,
                          netns=naming.host_namespace(topology.name, host))

@@ -105,7 +105,7 @@ class Lab:
         self._check_free()
         if self.vms():
             build_image()  # before anything is made: it may have to fetch packages
-        self.paths.root.mkdir(parents=True)
+        self.paths.root.mkdir(mode=0o700, parents=True)  # root's alone: every socket of the lab is in it
         shutil.copyfile(source, self.paths.topology)
         record = LabRecord(self.name, self.paths.record, ssl=ssl)
         record.save()

@@ -112,7 +112,7 @@ class LabPaths:
 
     @property
     def inventory(self) -> Path:
-        """Where the controller finds each host (controller/endpoints.py)."""
+        """Where the controller finds each host (controller/inventory.py)."""
         return self.root / "hosts.yaml"
 
     @property

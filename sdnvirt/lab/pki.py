@@ -4,6 +4,11 @@ ovs-pki keeps two authorities: controllerca signs the controller's certificate,
 which switches and OVSDB servers check against; switchca signs each host's,
 which the controller checks against. A lab brought up with `--ssl` makes both
 in its folder and one certificate per host and for the controller.
+
+Each certificate's common name (CN) is exactly the name it was made for (the
+host's name, or "controller"): ovs-pki appends " id:UUID" to it unless told
+`--unique`. The controller accepts a host's bridge only with the certificate
+the host inventory names, so hv2's certificate cannot stand in for hv1's.
 """
 
 from __future__ import annotations
@@ -54,6 +59,11 @@ class LabPki:
     def host(self, host: str) -> Credentials:
         return Credentials(self._key(host), self._cert(host), self._ca("controller"))
 
+    @staticmethod
+    def certificate_name(host: str) -> str:
+        """The common name in the host's certificate."""
+        return host
+
     def _key(self, name: str) -> Path:
         return self.root / f"{name}-privkey.pem"
 
@@ -62,7 +72,8 @@ class LabPki:
 
     def _sign(self, name: str, kind: str) -> None:
         if not self._cert(name).exists():
-            self._ovs_pki("req+sign", name, kind)  # relative: the name goes into the certificate's 64-byte CN
+            # relative: the name goes into the certificate's 64-byte CN, as it is (--unique)
+            self._ovs_pki("--unique", "req+sign", name, kind)
 
     def _ovs_pki(self, *args: str) -> None:
         argv = ["ovs-pki", f"--dir={self._authorities}", f"--log={self.root / 'ovs-pki.log'}", *args]

@@ -3,6 +3,10 @@
 Problems found later, in the model or in the semantic checks, name a field
 path; this module turns that path back into a line and column, so a person
 is sent to the exact spot in the file.
+
+ruamel composes nested lists and mappings recursively: nesting is bounded
+(MAX_NESTING), so a deeply nested file is a problem placed in the file, not a
+RecursionError. A topology file nests about six levels deep.
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import MaxDepthExceededError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from sdnvirt.model.problems import InputError, Problem
 
 FieldPath = tuple[str | int, ...]
+MAX_NESTING = 32  # levels of values inside values, counting the innermost (scalar) one
 
 
 def format_path(path: FieldPath) -> str:
@@ -74,9 +80,15 @@ def _place_of(node: Any, step: str | int, *, key: bool) -> tuple[int, int] | Non
 
 
 def parse_source(text: str, filename: str) -> Source:
-    """Parse YAML; a syntax error or duplicate key is an InputError, not a traceback."""
+    """Parse YAML; a syntax error, a duplicate key or nesting deeper than MAX_NESTING is an
+    InputError, not a traceback."""
+    yaml = YAML(typ="rt")
+    yaml.max_depth = MAX_NESTING  # checked as each value is composed, before going deeper
     try:
-        return Source(filename, YAML(typ="rt").load(text))
+        return Source(filename, yaml.load(text))
+    except MaxDepthExceededError as error:
+        line, column = error.problem_mark.line + 1, error.problem_mark.column + 1
+        raise InputError([Problem(filename, line, column, "", f"nesting deeper than {MAX_NESTING} levels")]) from None
     except MarkedYAMLError as error:
         raise InputError([_syntax_problem(error, filename)]) from None
     except YAMLError as error:

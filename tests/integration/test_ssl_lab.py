@@ -1,16 +1,21 @@
 """A lab up with `--ssl` runs as on real hosts: the controller reaches each host's OVSDB,
 and each bridge reaches the controller, over SSL on the management network with
 certificates made by ovs-pki; the API is there too, over HTTPS, and wants its token.
-A peer whose certificate another authority signed gets nothing."""
+A peer whose certificate another authority signed gets nothing; a host's certificate
+takes only that host's bridge's place; a peer that never finishes its handshake is
+dropped, and keeps no bridge out meanwhile."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from sdnvirt.controller.fabric.listener import HANDSHAKE_TIMEOUT, PENDING_PER_PEER
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab
 from sdnvirt.lab.paths import LabPaths
@@ -18,7 +23,7 @@ from sdnvirt.lab.pki import LabPki
 from sdnvirt.lab.underlay import API_PORT, CONTROLLER_MANAGEMENT_ADDRESS
 from sdnvirt.linux.netns import entering
 from sdnvirt.model.loader import load_topology
-from sdnvirt.vswitch.names import OPENFLOW_PORT, OVSDB_PORT
+from sdnvirt.vswitch.names import INTEGRATION_BRIDGE, OPENFLOW_PORT, OVSDB_PORT, datapath_id
 
 from helpers.guests import FLOW_MOD_MESSAGES, flow_tables, ping, snooping, wait_until
 
@@ -157,3 +162,84 @@ def test_a_restarted_controller_comes_back_over_ssl_and_sends_nothing(lab):
         assert not [t for t in FLOW_MOD_MESSAGES if t in seen], seen
     assert ping(lab, "a1", "10.0.0.12") == 3
     assert api(lab, lab.paths.api_token.read_text().strip())[0] == 200
+
+
+OPENFLOW_PEERS = Path(__file__).parents[1] / "helpers" / "openflow_peers.py"
+
+
+def fake_switch(lab, host: str, credentials, dpid: int) -> dict:
+    """A switch that is no bridge, from `host`'s namespace: `credentials`' certificate and the
+    OpenFlow handshake as datapath `dpid`; what the controller made of it."""
+    result = subprocess.run([*entering(naming.host_namespace(lab.name, host)), sys.executable, str(OPENFLOW_PEERS),
+                             "switch", CONTROLLER_MANAGEMENT_ADDRESS, str(OPENFLOW_PORT), str(credentials.peer_ca),
+                             str(credentials.certificate), str(credentials.private_key), str(dpid)],
+                            capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(result.stdout)
+
+
+def reconnect(lab, host: str) -> None:
+    """The host's real bridge drops its controller connection and dials again; until the
+    controller has it back in sync."""
+    syncs = lab.api().status()["hosts"][host]["syncs"]
+    lab.hosts()[host].openvswitch.appctl("bridge/reconnect", INTEGRATION_BRIDGE)
+    wait_until(lambda: (h := lab.api().status()["hosts"][host])["syncs"] > syncs and h["openflow_connected"]
+               and h["in_sync"], timeout=HANDSHAKE_TIMEOUT / 2)
+
+
+def test_a_certificate_of_hv2_cannot_take_the_channel_of_hv1(lab):
+    before, flows = lab.api().status(), flow_tables(lab)
+    with snooping(lab, ["hv1"]) as messages:
+        seen = fake_switch(lab, "hv2", LabPki(lab.paths.pki).host("hv2"), datapath_id(lab.name, "hv1"))
+    # the handshake went through (so the datapath id was heard), then the controller hung up
+    assert seen == {"asked": ["OFPT_FEATURES_REQUEST", "OFPMP_PORT_DESC"], "end": "closed"}
+    status = lab.api().status()
+    assert status["wrong_certificate_switches"] == before["wrong_certificate_switches"] + 1
+    assert (f"refusing switch {datapath_id(lab.name, 'hv1'):#x} from " in lab.paths.controller_log.read_text()
+            and "host hv1's bridge must show a certificate named 'hv1', it showed a certificate named 'hv2'"
+            in lab.paths.controller_log.read_text())
+    # hv1's own bridge never noticed: the same connection, nothing resent, its flows read through it
+    assert status["hosts"]["hv1"]["syncs"] == before["hosts"]["hv1"]["syncs"]
+    assert status["hosts"]["hv1"]["openflow_connected"] and status["hosts"]["hv1"]["in_sync"]
+    assert "OFPT_FEATURES_REPLY" not in messages["hv1"]
+    assert not [t for t in FLOW_MOD_MESSAGES if t in messages["hv1"]], messages["hv1"]
+    assert len(lab.api().flows("hv1")) == len(flows["hv1"])
+    assert flow_tables(lab) == flows
+    assert ping(lab, "a1", "10.0.0.12") == 3
+
+
+def test_the_same_switch_with_the_certificate_of_hv1_is_taken_for_the_bridge_of_hv1(lab):
+    """The fake switch above is good enough to be taken: its certificate alone kept it out."""
+    try:
+        seen = fake_switch(lab, "hv1", LabPki(lab.paths.pki).host("hv1"), datapath_id(lab.name, "hv1"))
+        assert seen["asked"][:2] == ["OFPT_FEATURES_REQUEST", "OFPMP_PORT_DESC"] and seen["end"] == "accepted", seen
+    finally:
+        reconnect(lab, "hv1")  # the real bridge takes its place back
+    assert ping(lab, "a1", "10.0.0.12") == 3
+
+
+def test_a_peer_that_says_nothing_is_dropped_and_keeps_no_bridge_out(lab):
+    """Of the silent connections from one address, PENDING_PER_PEER are held until the
+    handshake timeout and the others closed at once, while another host's bridge reconnects."""
+    hv1 = naming.host_namespace(lab.name, "hv1")
+    count = PENDING_PER_PEER + 2
+    peers = subprocess.Popen([*entering(hv1), sys.executable, str(OPENFLOW_PEERS), "silent",
+                              CONTROLLER_MANAGEMENT_ADDRESS, str(OPENFLOW_PORT), str(count),
+                              str(HANDSHAKE_TIMEOUT * 2)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert peers.stdout.readline().strip() == "ready"
+        opened = time.monotonic()
+        reconnect(lab, "hv2")
+        reconnected = time.monotonic() - opened
+        closed = json.loads(peers.communicate(timeout=HANDSHAKE_TIMEOUT * 3)[0])
+    finally:
+        if peers.poll() is None:
+            peers.kill()
+            peers.wait()
+    assert reconnected < HANDSHAKE_TIMEOUT
+    assert None not in closed, closed
+    refused, held = sorted(closed)[:-PENDING_PER_PEER], sorted(closed)[-PENDING_PER_PEER:]
+    assert all(HANDSHAKE_TIMEOUT <= t < HANDSHAKE_TIMEOUT + 1 for t in held), closed
+    assert all(0 <= t < 1 for t in refused), closed
+    assert "no SSL handshake with" in lab.paths.controller_log.read_text()
+    status = lab.api().status()
+    assert all(h["openflow_connected"] and h["in_sync"] for h in status["hosts"].values())

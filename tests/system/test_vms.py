@@ -13,6 +13,7 @@ from sdnvirt.client.api import ApiError
 from sdnvirt.controller.fabric.cookies import owner_cookie
 from sdnvirt.lab.reachability import Endpoint, format_matrix, measure, measure_pairs
 
+from helpers.access import NOBODY, connect_as, lab_sockets
 from helpers.guests import nic, ping, vm_ping, wait_until
 
 
@@ -162,3 +163,12 @@ def test_sdnvirt_exec_is_the_same_command_for_netns_and_qemu_guests(vm_lab):
     results = [subprocess.run([sdnvirt, "exec", "--lab", vm_lab.name, guest, "--", "sh", "-c", "echo hello; exit 3"],
                               capture_output=True, text=True, timeout=60) for guest in ("ns2", "vm1")]
     assert [(r.returncode, r.stdout) for r in results] == [(3, "hello\n"), (3, "hello\n")]
+
+
+def test_no_socket_of_libvirtd_or_qemu_opens_to_another_user(vm_lab):
+    """libvirtd's read-only socket is 0777 and QEMU's agent sockets follow the umask: the lab
+    folder (0700) is what keeps other users out of them."""
+    sockets = lab_sockets(vm_lab)
+    names = {p.name for p in sockets}
+    assert {"libvirt-sock", "libvirt-sock-ro", "libvirt-admin-sock", "vm1.agent.sock", "vm3.agent.sock"} <= names
+    assert set(connect_as(NOBODY, sockets).values()) == {"EACCES"}

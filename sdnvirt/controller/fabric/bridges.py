@@ -1,9 +1,11 @@
 """Every host's integration bridge: which one is connected, and keeping each in sync.
 
 A bridge is known by the datapath id the controller gave it, so a connection
-is matched to its host before anything is sent to it. A change of desired
-state is applied to every bridge at once, recompiling only the owners it
-touched.
+is matched to its host before anything is sent to it; and by the certificate
+it showed, which must be the one the host inventory names for that host (so
+one host's certificate cannot take another host's place). A change of
+desired state is applied to every bridge at once, recompiling only the
+owners it touched.
 """
 
 from __future__ import annotations
@@ -35,16 +37,19 @@ class Applied:
 
 class Fabric:
     def __init__(self, store: StateStore, pipeline: Pipeline,
-                 on_synced: Callable[[str, frozenset[OwnerKey]], None]):
+                 on_synced: Callable[[str, frozenset[OwnerKey]], None],
+                 bridge_certificate: Callable[[str], str | None]):
         self.store = store
         self.pipeline = pipeline
         # Set once every host's OVSDB has been read: before that, a reconciler
         # would take ports it has not learned yet for ports that are gone.
         self.ready = threading.Event()
         self._on_synced = on_synced
+        self._bridge_certificate = bridge_certificate  # host -> the name its bridge's certificate must carry
         self._hosts_by_dpid: dict[int, str] = {}
         self.syncs: dict[str, SwitchSync] = {}
         self.unknown_switches = 0
+        self.wrong_certificate_switches = 0
         self.use_hosts(store.view().topology)
 
     def use_hosts(self, topology: Topology) -> None:
@@ -70,11 +75,18 @@ class Fabric:
         return self._hosts_by_dpid.get(dpid)
 
     def switch_connected(self, channel: SwitchChannel) -> bool:
+        """Take a bridge that finished its handshake; False: refused (the caller disconnects it)."""
         host = self.host_of(channel.dpid)
         sync = self.syncs.get(host) if host is not None else None
         if sync is None:
             self.unknown_switches += 1
-            LOG.warning("ignoring switch %#x: not a bridge of this topology", channel.dpid)
+            LOG.warning("refusing switch %#x from %s: not a bridge of this topology", channel.dpid, channel.peer)
+            return False
+        wanted, shown = self._bridge_certificate(host), channel.peer.certificate_name
+        if shown != wanted:
+            self.wrong_certificate_switches += 1
+            LOG.warning("refusing switch %#x from %s: host %s's bridge must show %s, it showed %s", channel.dpid,
+                        channel.peer, host, _certificate(wanted), _certificate(shown))
             return False
         LOG.info("host %s: bridge connected (datapath %#x)", host, channel.dpid)
         sync.attach(channel)
@@ -109,3 +121,7 @@ class Fabric:
     def stop(self) -> None:
         for sync in self.syncs.values():
             sync.stop()
+
+
+def _certificate(name: str | None) -> str:
+    return "no certificate" if name is None else f"a certificate named {name!r}"

@@ -17,6 +17,7 @@ from os_ken.ofproto import ofproto_v1_4 as ofp
 from os_ken.ofproto import ofproto_v1_4_parser as parser
 
 from sdnvirt.controller.fabric.flow import Flow
+from sdnvirt.controller.fabric.listener import SwitchPeer
 from sdnvirt.controller.fabric.openflow import bundle_adds, read_flow
 
 XID_BASE = 0x80000000
@@ -55,6 +56,11 @@ class SwitchChannel:
     @property
     def dpid(self) -> int:
         return self.datapath.id
+
+    @property
+    def peer(self) -> SwitchPeer:
+        """Who connected (listener.py gives os-ken this as the datapath's address)."""
+        return self.datapath.address
 
     def _next_xid(self) -> int:
         with self._lock:

@@ -1,21 +1,68 @@
-"""OpenFlow connections on a unix socket, handed to os-ken.
+"""Bridges' OpenFlow connections: accepted here, then handed to os-ken.
 
-os-ken's own server listens on TCP; for a unix socket its Datapath trips on
-setting TCP_NODELAY, which only TCP sockets have. Accepting here and passing
-os-ken a socket that ignores TCP-level options is all it takes.
+os-ken's own server is not used, for three reasons. On a unix socket its
+Datapath trips on setting TCP_NODELAY, which only TCP sockets have. Its SSL
+handshake has no deadline, so a peer that connects and says nothing holds a
+thread for ever. And it does not say who the peer is: here the name in the
+switch's certificate goes along with the connection (as os-ken's
+`Datapath.address`), and the Fabric checks it against the host inventory.
+
+A connection that has not got through its SSL handshake and told which
+datapath it is (OpenFlow's HELLO, FEATURES_REPLY and port description) within
+HANDSHAKE_TIMEOUT of being accepted is dropped. One address may have at most
+PENDING_PER_PEER SSL handshakes under way at once: a peer that opens many
+connections and says nothing holds a few threads for a few seconds, and
+never keeps another peer out. A connection is over, its thread ended and the
+apps told, as soon as either side hangs up (see _Datapath).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 import socket
+import ssl
 import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
-from os_ken.controller.controller import datapath_connection_factory
+from os_ken.base import app_manager  # noqa: F401  (first: os-ken's controller module needs it loaded)
+from os_ken.controller.controller import Datapath
+from os_ken.controller.handler import CONFIG_DISPATCHER, HANDSHAKE_DISPATCHER
+
+from sdnvirt.linux.unix_sockets import owner_only_socket
 
 LOG = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 10.0  # seconds from accept until the switch has said which datapath it is
+PENDING_PER_PEER = 8  # SSL handshakes one address may have under way at once
+BACKLOG = 128
+ACCEPT_RETRY = 0.5  # seconds before accepting again after accept failed (out of file descriptors, say)
+
+
+@dataclass(frozen=True)
+class SwitchPeer:
+    """The other end of a bridge's connection, as far as the controller knows it."""
+
+    address: str  # IP:PORT, or the unix socket's path
+    certificate_name: str | None = None  # the common name in the certificate it showed (SSL only)
+
+    def __str__(self) -> str:
+        if self.certificate_name is None:
+            return self.address
+        return f"{self.address} (certificate {self.certificate_name!r})"
+
+
+def switch_tls(private_key: Path, certificate: Path, ca_cert: Path) -> ssl.SSLContext:
+    """What the controller shows switches, and the authority that must have signed theirs."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_cert_chain(certificate, private_key)
+    context.load_verify_locations(ca_cert)
+    return context
 
 
 class _UnixStream:
@@ -32,30 +79,144 @@ class _UnixStream:
         return getattr(self._sock, name)
 
 
-class UnixOpenFlowListener:
-    def __init__(self, path: Path):
-        self.path = path
+class OpenFlowListener:
+    """Bridges' connections on a unix socket (`where` a path, mode 0600) or on TCP (`where`
+    an (IP, PORT)), over SSL when given `tls`; each connection on a thread of its own."""
+
+    def __init__(self, where: Path | tuple[str, int], tls: ssl.SSLContext | None = None):
+        self.where = where
+        self._tls = tls
         self._server: socket.socket | None = None
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self._handshaking: Counter[str] = Counter()  # SSL handshakes under way, by peer IP
+
+    def __str__(self) -> str:
+        if isinstance(self.where, Path):
+            return f"unix:{self.where}"
+        host, port = self.where
+        return f"{'ssl' if self._tls else 'tcp'}:{host}:{port}"
 
     def start(self) -> None:
-        if self.path.is_socket():
-            self.path.unlink()
-        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._server.bind(str(self.path))
-        os.chmod(self.path, 0o600)
-        self._server.listen(128)
+        if isinstance(self.where, Path):
+            self._server = owner_only_socket(self.where)
+            self._server.listen(BACKLOG)
+        else:
+            family = socket.AF_INET6 if ":" in self.where[0] else socket.AF_INET
+            self._server = socket.create_server(self.where, family=family, backlog=BACKLOG)
         threading.Thread(target=self._accept_loop, name="openflow-listener", daemon=True).start()
+        LOG.info("taking bridges on %s", self)
 
     def _accept_loop(self) -> None:
         while True:
             try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return  # closed
-            threading.Thread(target=datapath_connection_factory, args=(_UnixStream(conn), str(self.path)),
-                             name="openflow-switch", daemon=True).start()
+                conn, address = self._server.accept()
+            except OSError as error:
+                if self._closing.is_set():
+                    return
+                LOG.warning("%s: accepting a connection failed: %s", self, error)
+                self._closing.wait(ACCEPT_RETRY)
+                continue
+            deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+            if isinstance(self.where, Path):
+                work, args = _serve, (_UnixStream(conn), SwitchPeer(str(self.where)), deadline)
+            elif self._tls is None:
+                work, args = _serve, (conn, SwitchPeer(_text(address)), deadline)
+            else:
+                work, args = self._secure, (conn, address, deadline)
+            try:
+                threading.Thread(target=work, args=args, name="openflow-switch", daemon=True).start()
+            except RuntimeError as error:  # no thread to be had: this connection is lost, not the listener
+                LOG.error("%s: cannot serve %s: %s", self, _text(address) if address else self.where, error)
+                conn.close()
+
+    def _secure(self, conn: socket.socket, address: tuple, deadline: float) -> None:
+        """The SSL handshake, over by the deadline whatever the peer does, then OpenFlow."""
+        ip = address[0]
+        with self._lock:
+            admitted = self._handshaking[ip] < PENDING_PER_PEER
+            if admitted:
+                self._handshaking[ip] += 1
+        if not admitted:
+            LOG.debug("%s: refusing %s: %d SSL handshakes of it under way", self, _text(address), PENDING_PER_PEER)
+            conn.close()
+            return
+        try:
+            # The whole handshake, not each read of it, is bounded by the socket's timeout.
+            conn.settimeout(max(deadline - time.monotonic(), 0.001))
+            stream = self._tls.wrap_socket(conn, server_side=True)
+        except OSError as error:  # SSLError and TimeoutError are OSErrors
+            LOG.warning("%s: no SSL handshake with %s: %s", self, _text(address), str(error) or type(error).__name__)
+            conn.close()
+            return
+        finally:
+            with self._lock:
+                self._handshaking[ip] -= 1
+                if not self._handshaking[ip]:
+                    del self._handshaking[ip]
+        _serve(stream, SwitchPeer(_text(address), _common_name(stream.getpeercert())), deadline)
 
     def stop(self) -> None:
+        self._closing.set()
         if self._server is not None:
+            with contextlib.suppress(OSError):
+                self._server.shutdown(socket.SHUT_RDWR)  # wakes the accept loop
             self._server.close()
-        self.path.unlink(missing_ok=True)
+        if isinstance(self.where, Path):
+            self.where.unlink(missing_ok=True)
+
+
+class _Datapath(Datapath):
+    """os-ken's Datapath, over as soon as its connection is. On os-ken's native threads,
+    `serve` ends only once its sender thread does, and the sender waits for something to
+    send: on a switch that went away the apps would hear of it at the next message sent
+    to it, and on one the controller refused (nothing is ever sent to it) never."""
+
+    def _recv_loop(self) -> None:
+        try:
+            super()._recv_loop()
+        finally:
+            self.close()  # the apps hear that the switch is gone, now
+            self.send(b"", close_socket=True)  # and the sender wakes, and ends
+
+
+def _serve(stream, peer: SwitchPeer, deadline: float) -> None:
+    """os-ken's datapath_connection_factory, with a deadline for the switch to say which
+    datapath it is."""
+    try:
+        with contextlib.closing(_Datapath(stream, peer)) as datapath:
+            timer = threading.Timer(max(deadline - time.monotonic(), 0.0), _drop_if_unnamed, args=(datapath,))
+            timer.daemon = True
+            timer.start()
+            try:
+                datapath.serve()
+            finally:
+                timer.cancel()
+    except Exception:  # a switch that broke the protocol: its connection ends, nothing else
+        LOG.exception("bridge connection from %s failed", peer)
+        with contextlib.suppress(OSError):
+            stream.close()
+
+
+def hang_up(datapath: Datapath) -> None:
+    """End a switch's connection from the controller's side, now."""
+    datapath.close()  # os-ken's own ending: nothing more is sent
+    with contextlib.suppress(OSError):
+        datapath.socket.shutdown(socket.SHUT_RD)  # and its receive loop ends now, not at its next timeout
+
+
+def _drop_if_unnamed(datapath: Datapath) -> None:
+    if datapath.state in (HANDSHAKE_DISPATCHER, CONFIG_DISPATCHER):
+        LOG.warning("%s: no OpenFlow handshake within %.0fs: dropped", datapath.address, HANDSHAKE_TIMEOUT)
+        hang_up(datapath)
+
+
+def _common_name(certificate: dict) -> str | None:
+    """The subject's common name; None unless there is exactly one."""
+    names = [value for rdn in certificate.get("subject", ()) for key, value in rdn if key == "commonName"]
+    return names[0] if len(names) == 1 else None
+
+
+def _text(address: tuple) -> str:
+    host, port = address[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -10,7 +10,11 @@ never raise: os-ken's receive loop does not catch what they raise, and the
 switch's connection would end with it.
 
 Each connected bridge gets its controller meter (see meters.py), set on a
-thread of its own, so a switch's handshake never waits for another's.
+thread of its own, so a switch's handshake never waits for another's. A
+bridge the Fabric refuses is disconnected, and nothing it sends is heard.
+
+Bridges come in through listener.py, not os-ken's own server: os-ken's
+handshake app runs here without it.
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from collections.abc import Callable
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls, set_ev_handler
+from os_ken.controller.ofp_handler import OFPHandler
 
 from sdnvirt.controller.fabric.bridges import Fabric
 from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
+from sdnvirt.controller.fabric.listener import hang_up
 from sdnvirt.controller.fabric.meters import ensure_controller_meter
 from sdnvirt.controller.fabric.openflow import OFP_VERSION
 
@@ -60,6 +66,8 @@ class FabricApp(app_manager.OSKenApp):
                 self._channels[datapath] = channel
                 threading.Thread(target=self._meter, args=(channel,), name=f"meter-{channel.dpid:#x}",
                                  daemon=True).start()
+            else:
+                hang_up(datapath)
         else:
             channel = self._channels.pop(datapath, None)
             if channel is not None:
@@ -92,8 +100,9 @@ class FabricApp(app_manager.OSKenApp):
         received = time.monotonic()
         msg = ev.msg
         in_port = msg.match.get("in_port")
-        self._on_packet_in(self.fabric.host_of(msg.datapath.id), in_port if isinstance(in_port, int) else None,
-                           bytes(msg.data or b""), received)
+        channel = self._channels.get(msg.datapath)  # None: a bridge the Fabric has not (or not yet) accepted
+        self._on_packet_in(self.fabric.host_of(channel.dpid) if channel is not None else None,
+                           in_port if isinstance(in_port, int) else None, bytes(msg.data or b""), received)
 
 
 class _Handler:
@@ -108,3 +117,21 @@ class _Handler:
             self._method(ev)
         except Exception:  # a bug here must cost one message, not the switch's connection
             LOG.exception("handling %s failed", type(ev.msg).__name__)
+
+
+class _Handshake(OFPHandler):
+    """os-ken's OpenFlow handshake (HELLO, FEATURES, port description, echo), without the
+    server os-ken's own starts: bridges come in through listener.py."""
+
+    def start(self):
+        return app_manager.OSKenApp.start(self)
+
+
+def start_fabric_app(fabric: Fabric, on_packet_in: Callable[[str | None, int | None, bytes, float], None]) -> FabricApp:
+    """os-ken's handshake and the Fabric's app, running; bridges may connect from now on."""
+    manager = app_manager.AppManager.get_instance()
+    manager.instantiate(_Handshake).start()
+    app = manager.instantiate(FabricApp, fabric=fabric, on_packet_in=on_packet_in)
+    app.start()
+    app.handle_in_receive_threads()
+    return app

@@ -1,0 +1,68 @@
+"""Bridge connections as the controller's listener serves them, on a unix socket of the
+test's own: a connection is over (its thread ended) as soon as the switch hangs up, and a
+peer that never says which datapath it is, is dropped at the handshake deadline. (os-ken's
+own serving, on its native threads, waited for something to send before it ended: for
+ever, for a switch the controller had refused.)"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+from os_ken.ofproto import ofproto_v1_4 as ofp
+
+from sdnvirt.controller.fabric import listener
+from sdnvirt.controller.fabric.listener import OpenFlowListener
+
+DEADLINE = 0.5  # seconds: the handshake timeout here
+ENDED_WITHIN = 2.0  # seconds: nothing here waits for a timeout of its own
+
+
+def serving() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "openflow-switch" and t.is_alive()]
+
+
+def wait_for(condition, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition()
+
+
+@pytest.fixture
+def switch_socket(tmp_path, monkeypatch):
+    monkeypatch.setattr(listener, "HANDSHAKE_TIMEOUT", DEADLINE)
+    server = OpenFlowListener(tmp_path / "openflow.sock")
+    server.start()
+    yield server.where
+    server.stop()
+    wait_for(lambda: not serving(), ENDED_WITHIN)
+
+
+def connect(path) -> socket.socket:
+    """A peer, past the controller's HELLO (the controller speaks first)."""
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    peer.settimeout(ENDED_WITHIN + DEADLINE)
+    peer.connect(str(path))
+    assert peer.recv(ofp.OFP_HEADER_SIZE)[1] == ofp.OFPT_HELLO
+    return peer
+
+
+def test_a_connection_is_over_as_soon_as_the_switch_hangs_up(switch_socket):
+    with connect(switch_socket):
+        assert len(serving()) == 1
+    wait_for(lambda: not serving(), ENDED_WITHIN)
+
+
+def test_a_peer_that_never_says_which_datapath_it_is_is_dropped_at_the_deadline(switch_socket):
+    began = time.monotonic()
+    with connect(switch_socket) as peer:
+        assert peer.recv(1) == b""  # nothing more, then closed
+        assert DEADLINE <= time.monotonic() - began < ENDED_WITHIN
+    wait_for(lambda: not serving(), ENDED_WITHIN)
+
+
+def test_the_socket_is_its_owners_alone(switch_socket):
+    assert switch_socket.stat().st_mode & 0o777 == 0o600
