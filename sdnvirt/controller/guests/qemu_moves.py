@@ -124,14 +124,15 @@ class QemuMoves:
             pass  # no job (any more): the move ends on its own, one way or the other
 
     def settle(self, migration: Migration) -> State | None:
-        """How the hosts say it ended: nowhere while the source still runs a job for it; else
-        where the VM runs."""
-        try:
-            source = self._guests.hypervisor(migration.source).domain(migration.vm)
-            if source is not None and job_active(source):
-                return None
-        except (SdnvirtError, libvirt.libvirtError):
-            return None  # the source cannot say yet
+        """How the hosts say it ended: not yet while either host runs a job for the VM (the
+        source sending, the destination taking it in); then where the VM runs."""
+        for host in (migration.source, migration.destination):
+            try:
+                domain = self._guests.hypervisor(host).domain(migration.vm)
+                if domain is not None and job_active(domain):
+                    return None
+            except (SdnvirtError, libvirt.libvirtError):
+                return None  # the host cannot say yet
         state = self._guests.state(migration.vm)
         if state.state not in LIVE_STATES:
             return None
