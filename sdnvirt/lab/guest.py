@@ -4,6 +4,15 @@ Each NIC is a veth pair: the guest end carries the NIC's MAC and address,
 the host end is added to the host's integration bridge as an OVS Interface
 with the external_ids libvirt writes (iface-id, attached-mac, vm-id,
 iface-status). The controller cannot tell it from a QEMU guest.
+
+The guest end computes its own checksums (tx checksum offload off): Open
+vSwitch's userspace datapath forwards what it reads from the host end as it
+is, so an offloaded checksum would never be completed and every TCP segment
+and UDP datagram would arrive broken. That is the guest's side to fix, as a
+VM's is its virtual NIC (sdnvirt.compute.domain): turning it off on the host
+end changes nothing (the guest's kernel already left the checksum
+unfinished), and Open vSwitch 3.1's userspace-tso-enable only mends paths
+within one host, not through its VXLAN tunnels (both tried).
 """
 
 from __future__ import annotations
@@ -53,6 +62,7 @@ class NetnsGuest:
             host_ns.bring_up(vif)
         with NetworkNamespace(self.namespace) as ns:
             ns.bring_up(inside, mac=str(nic.mac).lower())
+            netns.checksum_in_software(self.namespace, inside)
             ns.add_address(inside, str(nic.ip), network.subnet.prefixlen)
         ids = {IFACE_ID: nic.port_id, ATTACHED_MAC: str(nic.mac).lower(),
                VM_ID: guest_uuid(self.topology.name, self.guest.name), IFACE_STATUS: "active"}

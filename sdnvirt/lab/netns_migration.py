@@ -30,7 +30,7 @@ from pyroute2 import IPRoute
 
 from sdnvirt.lab import naming
 from sdnvirt.lab.host import LabHost
-from sdnvirt.linux.netns import NetworkNamespace, entering
+from sdnvirt.linux.netns import NetworkNamespace, checksum_in_software, entering
 from sdnvirt.model.topology import Guest, Topology, guest_uuid
 from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
 from sdnvirt.vswitch.ports import ATTACHED_MAC, IFACE_ID, IFACE_STATUS, READY, VM_ID
@@ -61,6 +61,7 @@ def move(topology: Topology, guest: Guest, source: LabHost, destination: LabHost
         with NetworkNamespace(destination.namespace) as host_ns:
             host_ns.add_veth(vif, namespace, staged_name(nic.index))
             host_ns.bring_up(vif)
+        checksum_in_software(namespace, staged_name(nic.index))  # as sdnvirt.lab.guest plugs a NIC
         ids = {IFACE_ID: nic.port_id, ATTACHED_MAC: str(nic.mac), IFACE_STATUS: "active",
                VM_ID: guest_uuid(topology.name, guest.name)}
         destination.openvswitch.vsctl("add-port", INTEGRATION_BRIDGE, vif, "--", "set", "Interface", vif,
