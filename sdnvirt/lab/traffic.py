@@ -86,25 +86,27 @@ class TcpResult:
 class UdpResult:
     source: str
     target: str
-    sent: int
+    count: int  # the datagrams asked for
+    sent: int  # fewer when the sender gave up on a dead path
     echoed: int  # came back byte-identical, each counted once
     corrupt: int  # came back matching no datagram sent
     size: int
     ms: int
 
     @classmethod
-    def parse(cls, source: str, target: str, line: str) -> UdpResult:
+    def parse(cls, source: str, target: str, count: int, line: str) -> UdpResult:
         """sdnvirt-udp's (and traffic_peer's) figures: "sent=N echoed=N corrupt=N size=N ms=N"."""
         fields = dict(part.split("=", 1) for part in line.split())
-        return cls(source, target, **{name: int(fields[name]) for name in ("sent", "echoed", "corrupt", "size", "ms")})
+        return cls(source, target, count,
+                   **{name: int(fields[name]) for name in ("sent", "echoed", "corrupt", "size", "ms")})
 
     @property
     def intact(self) -> bool:
-        return self.echoed == self.sent and self.corrupt == 0
+        return self.echoed == self.count and self.corrupt == 0
 
     def __str__(self) -> str:
-        return (f"UDP {self.source} -> {self.target}: {self.echoed} of {self.sent} datagrams of {self.size} bytes"
-                f" echoed intact, {self.corrupt} corrupt, {self.ms} ms")
+        return (f"UDP {self.source} -> {self.target}: {self.echoed} of {self.count} datagrams of {self.size} bytes"
+                f" echoed intact ({self.sent} sent), {self.corrupt} corrupt, {self.ms} ms")
 
 
 class Job(Protocol):
@@ -154,10 +156,15 @@ class VmJob:
 
     def __init__(self, lab: Lab, vm: str, name: str, script: str, limit: float):
         self.api, self.vm, self.name = lab.api(), vm, name
-        self.files = f"/tmp/sdnvirt-{name}"
+        self.files = self.files_of(name)
         job = f"{script}\necho $? > {self.files}.exit"
         self._exec(f"rm -f {self.files}.*; setsid timeout -s KILL {int(limit) + 1} sh -c {shlex.quote(job)}"
                    f" < /dev/null > {self.files}.out 2> {self.files}.err & echo $! > {self.files}.pid")
+
+    @staticmethod
+    def files_of(name: str) -> str:
+        """What a job's files are called (FILES.out, FILES.exit, ...); stop() removes them all."""
+        return f"/tmp/sdnvirt-{name}"
 
     def _exec(self, script: str) -> tuple[int, str]:
         status, output = self.api.exec(self.vm, ["sh", "-c", script], timeout=EXEC_TIMEOUT)
@@ -255,28 +262,31 @@ class VmEnd:
         return job
 
     def tcp_receiver(self, port: int, limit: float) -> Job:
-        data = f"/tmp/sdnvirt-tcp-{port}.data"
+        name = f"tcp-{port}-receive"
+        data = f"{VmJob.files_of(name)}.data"
         # nc runs `cat` on the connection: a listening nc would close its own half at once
         # (its stdin is empty), and busybox's nc at the other end quits when it sees that.
-        script = (f"nc -l -p {port} -e sh -c {shlex.quote(f'cat > {data}')} && "
-                  f"echo $(wc -c < {data}) $(sha256sum {data} | cut -d' ' -f1); rm -f {data}")
-        return self._job(f"tcp-{port}-receive", script, limit, listening(port))
+        script = f"nc -l -p {port} -e sh -c {shlex.quote(f'cat > {data}')} && {tally(data)}"
+        return self._job(name, script, limit, listening(port))
 
     def tcp_sender(self, address: str, port: int, size: int, rate: float | None, limit: float) -> Job:
         if rate:
             raise ValueError(f"{self.vm}: a qemu guest sends as fast as it can; pace a netns guest instead")
-        data = f"/tmp/sdnvirt-tcp-{port}.sent"
+        name = f"tcp-{port}-send"
+        data = f"{VmJob.files_of(name)}.data"
         script = (f"head -c {size} /dev/urandom > {data} && nc -w {CONNECT_TIMEOUT} {address} {port} < {data} && "
-                  f"echo $(wc -c < {data}) $(sha256sum {data} | cut -d' ' -f1); rm -f {data}")
-        return VmJob(self.lab, self.vm, f"tcp-{port}-send", script, limit)
+                  f"{tally(data)}")
+        return VmJob(self.lab, self.vm, name, script, limit)
 
     def udp_echo(self, port: int, limit: float) -> Job:
-        return self._job(f"udp-{port}-echo", f"{VM_UDP} echo {port} {ECHO_SILENCE}", limit,
-                         f"grep -q ready /tmp/sdnvirt-udp-{port}-echo.out")
+        name = f"udp-{port}-echo"
+        return self._job(name, f"{VM_UDP} echo {port} {ECHO_SILENCE}", limit,
+                         f"grep -q ready {VmJob.files_of(name)}.out")
 
     def echo_service(self, port: int, limit: float) -> Job:
-        return self._job(f"echo-{port}", f"{VM_UDP} echo {port} {int(limit)} & nc -ll -p {port} -e cat", limit,
-                         f"{listening(port)} && grep -q ready /tmp/sdnvirt-echo-{port}.out")
+        name = f"echo-{port}"
+        return self._job(name, f"{VM_UDP} echo {port} {int(limit)} & nc -ll -p {port} -e cat", limit,
+                         f"{listening(port)} && grep -q ready {VmJob.files_of(name)}.out")
 
     def udp_send(self, address: str, port: int, count: int, size: int, wait_ms: int) -> str:
         status, output = self.lab.api().exec(self.vm, [VM_UDP, "send", address, str(port), str(count), str(size),
@@ -284,6 +294,11 @@ class VmEnd:
         if status != 0:
             raise TrafficError(f"{self.vm}: {VM_UDP} send failed ({status}): {output.decode().strip()}")
         return output.decode().strip()
+
+
+def tally(path: str) -> str:
+    """A shell command that prints "BYTES SHA256" of a file, as traffic_peer prints a transfer's."""
+    return f"echo $(wc -c < {path}) $(sha256sum {path} | cut -d' ' -f1)"
 
 
 def listening(port: int) -> str:
@@ -358,4 +373,4 @@ def udp_exchange(lab: Lab, source: str, target: str, count: int = 100, size: int
         line = guest_end(lab, source).udp_send(address_of(lab, source, target), port, count, size, wait_ms)
     finally:
         echo.stop()
-    return UdpResult.parse(source, target, line)
+    return UdpResult.parse(source, target, count, line)

@@ -23,6 +23,7 @@ import os
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -207,7 +208,10 @@ def main() -> None:
     run, arguments = VERBS[tuple(filter(None, (args.pop("protocol"), args.pop("action", None))))]
     if run is udp_send and not HEADER <= args["size"] <= MAX_DATAGRAM:
         parser.error(f"SIZE must be from {HEADER} to {MAX_DATAGRAM}")
-    result = run(**{name: value for name, value in args.items() if value is not None})
+    try:
+        result = run(**{name: value for name, value in args.items() if value is not None})
+    except OSError as error:  # what the network said, without a traceback
+        sys.exit(f"{run.__name__}: {error}")
     if result is not None:
         print(result, flush=True)
 

@@ -5,6 +5,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 
+from sdnvirt.cli.migrate import run_migration
 from sdnvirt.lab.reachability import format_matrix, measure
 from sdnvirt.lab.traffic import tcp_transfer, udp_exchange
 
@@ -40,6 +41,17 @@ def test_tcp_carries_10_mib_intact_both_ways(fabric_lab, one, other, path):
 @pytest.mark.parametrize("one,other,path", PATHS)
 def test_udp_datagrams_come_back_intact_both_ways(fabric_lab, one, other, path):
     assert_udp_intact_both_ways(fabric_lab, one, other, path)
+
+
+def test_a_netns_guest_that_moved_across_segments_carries_tcp_and_udp_intact(fabric_lab):
+    """Its new link (staged on the destination, then renamed) computes its checksums too."""
+    try:
+        assert run_migration(fabric_lab, "a4", "hv1")["result"] == "completed"
+        assert_tcp_intact_both_ways(fabric_lab, "a4", "a3", "a4 moved from hv3 to hv1")
+        assert_udp_intact_both_ways(fabric_lab, "a4", "a3", "a4 moved from hv3 to hv1")
+    finally:
+        if fabric_lab.api().vm("a4")["host"] != "hv3":
+            assert run_migration(fabric_lab, "a4", "hv3")["result"] == "completed"
 
 
 def test_tcp_and_udp_to_a_reused_address_stay_in_the_tenant(fabric_lab):

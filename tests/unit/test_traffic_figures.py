@@ -27,10 +27,12 @@ def test_a_pair_is_wrong_by_each_protocol_that_differs_from_the_tenant_networks(
 
 
 def test_udp_figures_are_read_as_sdnvirt_udp_prints_them():
-    result = UdpResult.parse("vm1", "ns2", "sent=100 echoed=99 corrupt=1 size=1400 ms=532")
+    result = UdpResult.parse("vm1", "ns2", 100, "sent=100 echoed=99 corrupt=1 size=1400 ms=532")
     assert (result.sent, result.echoed, result.corrupt, result.size, result.ms) == (100, 99, 1, 1400, 532)
     assert not result.intact
-    assert UdpResult.parse("vm1", "ns2", "sent=3 echoed=3 corrupt=0 size=4 ms=1").intact
+    assert UdpResult.parse("vm1", "ns2", 3, "sent=3 echoed=3 corrupt=0 size=4 ms=1").intact
+    gave_up = UdpResult.parse("vm1", "ns2", 100, "sent=5 echoed=0 corrupt=0 size=1400 ms=5012")
+    assert not gave_up.intact and str(gave_up).startswith("UDP vm1 -> ns2: 0 of 100 datagrams")
 
 
 def test_a_transfer_is_intact_only_when_every_byte_asked_for_arrived_unchanged():
