@@ -69,7 +69,8 @@ def _demo(args) -> int:
 
 
 def _matrix(lab: Lab) -> list:
-    t = _step("connectivity matrix: does each guest reach each other one itself (its own MAC and IP)?")
+    t = _step("connectivity matrix: does each guest reach each other one itself (its own MAC and IP), "
+              "by ICMP, TCP and UDP?")
     cells = measure(lab)
     print(format_matrix(cells))
     print(f"    measured in {time.monotonic() - t:.1f}s")

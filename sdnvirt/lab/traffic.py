@@ -120,9 +120,11 @@ class Job(Protocol):
 
 
 class NetnsJob:
-    def __init__(self, namespace: str, argv: list[str]):
-        self.name = " ".join(argv[3:]) if argv[:3] == PEER else " ".join(argv)
-        self.process = subprocess.Popen([*entering(namespace), *argv], stdin=subprocess.DEVNULL,
+    """sdnvirt.lab.traffic_peer run in a netns guest with these arguments."""
+
+    def __init__(self, namespace: str, *args: object):
+        self.name = " ".join(map(str, args))
+        self.process = subprocess.Popen([*entering(namespace), *PEER, *map(str, args)], stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
@@ -219,7 +221,7 @@ class NetnsEnd:
         self.namespace = naming.guest_namespace(lab.name, guest)
 
     def _ready(self, *argv: object) -> NetnsJob:
-        job = NetnsJob(self.namespace, [*PEER, *map(str, argv)])
+        job = NetnsJob(self.namespace, *argv)
         try:
             job.wait_ready()
         except BaseException:
@@ -231,8 +233,7 @@ class NetnsEnd:
         return self._ready("tcp", "receive", port, limit)
 
     def tcp_sender(self, address: str, port: int, size: int, rate: float | None, limit: float) -> Job:
-        return NetnsJob(self.namespace, [*PEER, "tcp", "send", address, str(port), str(size),
-                                         *([str(rate)] if rate else [])])
+        return NetnsJob(self.namespace, "tcp", "send", address, port, size, *([rate] if rate else []))
 
     def udp_echo(self, port: int, limit: float) -> Job:
         return self._ready("udp", "echo", port, limit)
@@ -241,7 +242,7 @@ class NetnsEnd:
         return self._ready("echo", port, limit)
 
     def udp_send(self, address: str, port: int, count: int, size: int, wait_ms: int) -> str:
-        job = NetnsJob(self.namespace, [*PEER, "udp", "send", address, str(port), str(count), str(size), str(wait_ms)])
+        job = NetnsJob(self.namespace, "udp", "send", address, port, count, size, wait_ms)
         try:
             return job.output(count * wait_ms / 1000 + EXEC_TIMEOUT)
         finally:
