@@ -3,10 +3,12 @@
 Both come from Debian packages that apt fetches as files (`apt-get download`,
 `dpkg -x`) and never installs, so a host needs no kernel or busybox of its own
 for its guests, and the image is the same on every host that sees the same
-archive.
+archive. Beside them the initramfs holds the guest init, the agent, and
+sdnvirt-udp, a small C program compiled here with `gcc -static` (busybox has
+no UDP tool; no static Debian binary offers a UDP echo and a checked sender).
 
 The cache holds one folder per set of inputs (the two package versions and a
-hash of the guest scripts and of this builder), named by a hash of them, and a
+hash of the guest scripts, sdnvirt-udp's source and this builder), named by a hash of them, and a
 `current` link to the newest. A folder is written once, under a temporary name
 that is renamed into place, and never changed afterwards: a domain names its
 kernel by path, and a guest that starts or migrates later must still find
@@ -37,6 +39,7 @@ DEFAULT_CACHE = Path("/var/cache/sdnvirt/image")
 GUEST_SCRIPTS = Path(__file__).with_name("guest_init")
 INIT_SCRIPT = GUEST_SCRIPTS / "init"
 AGENT_SCRIPT = GUEST_SCRIPTS / "agent"
+UDP_TOOL_SOURCE = GUEST_SCRIPTS / "sdnvirt-udp.c"  # busybox has no UDP tool; compiled statically at build
 
 KERNEL_PACKAGES = r"^linux-image-[0-9].*-cloud-amd64$"  # an apt regex; meta packages are dropped after
 BUSYBOX_PACKAGE = "busybox-static"
@@ -44,6 +47,7 @@ BUSYBOX_PACKAGE = "busybox-static"
 NEEDED_MODULES = ("virtio_pci", "virtio_net", "virtio_console")
 MODULE_LIST = "etc/sdnvirt/modules"  # in the initramfs: module files, in the order the guest init loads them
 AGENT = "bin/sdnvirt-agent"
+UDP_TOOL = "bin/sdnvirt-udp"
 
 KERNEL_FILE = "vmlinuz"
 INITRAMFS_FILE = "initramfs.gz"
@@ -236,7 +240,7 @@ def newc_archive(entries: Iterable[InitramfsEntry]) -> bytes:
 def _recipe_sha256() -> str:
     """A hash of what, besides the packages, decides the image's content."""
     digest = hashlib.sha256()
-    for source in (INIT_SCRIPT, AGENT_SCRIPT, Path(__file__)):
+    for source in (INIT_SCRIPT, AGENT_SCRIPT, UDP_TOOL_SOURCE, Path(__file__)):
         digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -315,11 +319,15 @@ def _build(inputs: ImageInputs, scratch: Path, output: Path) -> None:
     _run(["depmod", "-b", str(kernel_root), release], f"cannot compute modules.dep of {release} (is kmod installed?)")
     builtin = {module_name(line) for line in (modules / "modules.builtin").read_text().split()}
     load_order = module_load_order((modules / "modules.dep").read_text(), NEEDED_MODULES, builtin)
+    udp_tool = scratch / "sdnvirt-udp"
+    _run(["gcc", "-static", "-O2", "-o", str(udp_tool), str(UDP_TOOL_SOURCE)],
+         f"cannot compile {UDP_TOOL_SOURCE.name} (are gcc and libc6-dev installed?)")
     entries = [
         *_busybox_entries(busybox_root / "bin/busybox"),
         *_module_entries(modules, release, load_order),
         InitramfsEntry("init", stat.S_IFREG | 0o755, INIT_SCRIPT.read_bytes()),
         InitramfsEntry(AGENT, stat.S_IFREG | 0o755, AGENT_SCRIPT.read_bytes()),
+        InitramfsEntry(UDP_TOOL, stat.S_IFREG | 0o755, udp_tool.read_bytes()),
         InitramfsEntry("dev/console", stat.S_IFCHR | 0o600, device=(5, 1)),
         *(InitramfsEntry(folder, stat.S_IFDIR | 0o755) for folder in ("proc", "sys", "tmp", "run")),
     ]

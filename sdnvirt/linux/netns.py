@@ -116,6 +116,19 @@ def set_sysctl(namespace: str, key: str, value: str) -> None:
     run_in_namespace(namespace, ["sh", "-c", f"echo {value} > {path}"])
 
 
+def checksum_in_software(namespace: str, ifname: str) -> None:
+    """Turn a link's transmit checksum offload off (and TSO with it, which needs it).
+
+    A veth leaves the checksum of what it sends unfinished, for the kernel that
+    receives it to complete; Open vSwitch's userspace datapath reads the frame
+    from the peer as it is and forwards it so, and the guest at the far end drops
+    every TCP segment and UDP datagram for a bad checksum (ICMP, checksummed in
+    software anyway, still passes). With this off, the sender's kernel writes
+    every checksum itself.
+    """
+    run_in_namespace(namespace, ["ethtool", "--offload", ifname, "tx", "off"])
+
+
 def entering(namespace: str | None) -> list[str]:
     """The command prefix that runs a program in a lab namespace.
 

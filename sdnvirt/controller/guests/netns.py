@@ -6,6 +6,15 @@ the external_ids libvirt writes for a VM (iface-id, attached-mac, vm-id,
 iface-status), so the fabric cannot tell it from a QEMU guest. A guest runs while
 its NICs are plugged: start plugs them, shutdown unplugs them.
 
+The guest's end of each veth computes its own checksums (tx checksum offload
+off): Open vSwitch's userspace datapath forwards what it reads from the host
+end as it is, so an offloaded checksum would never be completed and every TCP
+segment and UDP datagram would arrive broken. That is the guest's side to fix,
+as a VM's is its virtual NIC (sdnvirt.compute.domain): turning it off on the
+host end changes nothing (the guest's kernel already left the checksum
+unfinished), and Open vSwitch 3.1's userspace-tso-enable only mends paths
+within one host, not through its VXLAN tunnels (both tried).
+
 A move goes the way libvirt moves a VM:
 1. preparing: a staged link per NIC is plugged into the destination's bridge with
    the same iface-id (as libvirt plugs the destination QEMU's tap), and the move
@@ -39,7 +48,7 @@ from sdnvirt.controller.migration.states import State
 from sdnvirt.controller.state import FabricView
 from sdnvirt.errors import Conflict, Failed, NotFound, SdnvirtError, TimedOut, Unavailable
 from sdnvirt.linux import netns
-from sdnvirt.linux.netns import CommandError, NetworkNamespace, entering
+from sdnvirt.linux.netns import CommandError, NetworkNamespace, checksum_in_software, entering
 from sdnvirt.model.topology import Guest, GuestKind, Nic, Topology, guest_uuid
 from sdnvirt.vswitch.names import guest_port
 from sdnvirt.vswitch.ports import ATTACHED_MAC, IFACE_ID, IFACE_STATUS, VM_ID
@@ -201,6 +210,7 @@ class NetnsGuests(Kind):
             ns.bring_up(inside, mac=str(nic.mac).lower())
             if address:
                 ns.add_address(inside, str(nic.ip), network.subnet.prefixlen)
+        checksum_in_software(guest_namespace, inside)
         self._plugs.plug(host, port, {IFACE_ID: nic.port_id, ATTACHED_MAC: str(nic.mac).lower(),
                                       VM_ID: guest_uuid(self.topology.name, guest.name), IFACE_STATUS: "active"})
 
