@@ -73,8 +73,10 @@ def _status(args) -> int:
         for host, h in controller["hosts"].items():
             links = ("ovsdb " + ("up" if h["ovsdb_connected"] else "DOWN")
                      + ", openflow " + ("up" if h["openflow_connected"] else "DOWN"))
-            print(f"  host {host}: {links}, {h['bindings']} ports bound, "
-                  f"{'in sync' if h['in_sync'] else 'syncing'}, {h['flow_mods_sent']} flow-mods sent")
+            sync = h["sync_state"].replace("_", " ")
+            if h["sync_error"]:
+                sync = f"{sync.upper()} ({h['sync_error']})"
+            print(f"  host {host}: {links}, {h['bindings']} ports bound, {sync}, {h['flow_mods_sent']} flow-mods sent")
     for name, process in status["processes"].items():
         print(f"  process {name}: pid {process['pid']} {'running' if process['running'] else 'NOT RUNNING'}")
     for name, guest in status["guests"].items():

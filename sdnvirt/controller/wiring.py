@@ -329,6 +329,8 @@ class Controller:
                 "libvirt_connected": None if hypervisor is None else hypervisor.connected,
                 "openflow_connected": sync.channel is not None,
                 "in_sync": sync.in_sync,
+                "sync_state": sync.state,
+                "sync_error": sync.error,
                 "bindings": len(ports.bindings),
                 "tunnels": len(ports.tunnels),
                 "syncs": sync.stats.syncs,
