@@ -347,6 +347,8 @@ class Controller:
             "uptime_s": round(time.time() - self.started_at, 1),
             "unknown_switches": self.fabric.unknown_switches,
             "switch_overs": vars(self.switch_over.counters),
+            "northbound_writes": {"waiting": self.store.writer.pending, "failures": self.store.writer.failures,
+                                  "error": self.store.writer.error},
             "hosts": hosts,
         }
 
