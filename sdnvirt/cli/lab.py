@@ -71,8 +71,9 @@ def _status(args) -> int:
         state = "converged" if controller["converged"] else "converging"
         print(f"  controller: {state}, up {controller['uptime_s']}s")
         writes = controller["northbound_writes"]
-        if writes["waiting"] or writes["error"]:
-            print(f"  northbound: {writes['waiting']} writes WAITING ({writes['error'] or 'on their way'})")
+        if writes["waiting"] or writes["dropped"] or writes["error"]:
+            print(f"  northbound: {writes['waiting']} writes WAITING, {writes['dropped']} DROPPED "
+                  f"({writes['error'] or 'on their way'})")
         for host, h in controller["hosts"].items():
             links = ("ovsdb " + ("up" if h["ovsdb_connected"] else "DOWN")
                      + ", openflow " + ("up" if h["openflow_connected"] else "DOWN"))

@@ -348,7 +348,7 @@ class Controller:
             "unknown_switches": self.fabric.unknown_switches,
             "switch_overs": vars(self.switch_over.counters),
             "northbound_writes": {"waiting": self.store.writer.pending, "failures": self.store.writer.failures,
-                                  "error": self.store.writer.error},
+                                  "dropped": self.store.writer.dropped, "error": self.store.writer.error},
             "hosts": hosts,
         }
 

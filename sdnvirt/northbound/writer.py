@@ -9,6 +9,12 @@ tried again after a backoff until it lands; the ones behind it wait. Every write
 sets a state rather than applying a delta, so trying one again after a lost
 reply is harmless.
 
+While no server answers, a write is tried again for as long as it takes. A write
+the database refuses (or that fails for any other reason) is tried again too, since
+a refusal can come from a copy of the database that a lost reply left stale; but
+one refused REFUSALS times in a row will never land, so it is dropped, loudly,
+rather than holding up every write behind it.
+
 A keyed write (one host's bindings) that is followed at once by another of the
 same key is dropped for it: the database then skips a state, but never shows
 one the controller did not have, and a long outage does not pile up copies.
@@ -25,10 +31,12 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from sdnvirt.backoff import Backoff
+from sdnvirt.northbound.database import NorthboundUnavailable
 
 LOG = logging.getLogger(__name__)
 RETRY_FIRST = 0.5  # seconds after a failed write before it is tried again, doubling...
 RETRY_LIMIT = 10.0  # ...up to this
+REFUSALS = 3  # attempts at a write that fail other than for want of a server, before it is dropped
 
 
 @dataclass(frozen=True)
@@ -46,8 +54,10 @@ class NorthboundWriter:
         self._draining = False
         self._stopped = False
         self._backoff = Backoff(RETRY_FIRST, RETRY_LIMIT)
+        self._refusals = 0  # of the write at the head of the queue, in a row
         self.written = 0
         self.failures = 0
+        self.dropped = 0
         self.error: str | None = None  # why the head of the queue failed last, until it lands
         threading.Thread(target=self._run, name="northbound-writer", daemon=True).start()
 
@@ -94,30 +104,43 @@ class NorthboundWriter:
                 self._writing = True
             try:
                 write.change()
-            except Exception as error:  # the server, the network or a refusal: the same write again, later
-                self._failed(write, error)
+            except NorthboundUnavailable as error:  # no server: the same write again, later
+                self._failed(write, error, refused=False)
+                continue
+            except Exception as error:  # refused, or a bug: again, a few times
+                self._failed(write, error, refused=True)
                 continue
             with self._cond:
                 self._queue.popleft()
                 self._writing = False
+                self._refusals = 0
                 self.written += 1
                 self.error = None
                 self._backoff.succeeded()
                 self._cond.notify_all()
 
-    def _failed(self, write: Write, error: Exception) -> None:
+    def _failed(self, write: Write, error: Exception, refused: bool) -> None:
         why = f"{type(error).__name__}: {error}"
         with self._cond:
             self._writing = False
             self.failures += 1
             self.error = why
+            self._refusals = self._refusals + 1 if refused else 0
             draining = self._draining
             delay = RETRY_FIRST if draining else self._backoff.failed()
-            if write.key is not None and len(self._queue) > 1 and self._queue[1].key == write.key:
-                self._queue.popleft()  # the next write sets the same state anew
+            superseded = write.key is not None and len(self._queue) > 1 and self._queue[1].key == write.key
+            dropped = not superseded and self._refusals >= REFUSALS
+            if superseded or dropped:
+                self._queue.popleft()
+                self._refusals = 0
+                self.dropped += dropped
                 self._cond.notify_all()
             waiting = len(self._queue)
-        LOG.warning("northbound: writing %s failed: %s; trying again in %.1fs (%d writes waiting)",
-                    write.what, why, delay, waiting)
+        if dropped:
+            LOG.error("northbound: %s is NOT written: refused %d times, the last: %s (%d writes waiting)",
+                      write.what, REFUSALS, why, waiting)
+        else:
+            LOG.warning("northbound: writing %s failed: %s; trying again in %.1fs (%d writes waiting)",
+                        write.what, why, delay, waiting)
         with self._cond:  # a drain that begins cuts a long backoff short
             self._cond.wait_for(lambda: self._stopped or self._draining != draining, delay)

@@ -9,11 +9,11 @@ import threading
 import time
 
 import pytest
-from ovsdbapp.exceptions import TimeoutException
 
 from sdnvirt.controller.state import MemoryStore
 from sdnvirt.controller.store import NorthboundStore
 from sdnvirt.northbound import writer as writer_module
+from sdnvirt.northbound.database import NorthboundUnavailable
 from sdnvirt.northbound.writer import NorthboundWriter
 from sdnvirt.vswitch.ports import Binding
 
@@ -23,9 +23,10 @@ from helpers.interleaving import run_in_threads
 
 WAIT = 5.0
 A1 = port_id("a1")
-ERRORS = [TimeoutException(commands=[], timeout=10, cause="no answer"),
-          RuntimeError("OVSDB Error: constraint violation"), ConnectionResetError("reset by peer"),
-          KeyError("Logical_Port")]
+AWAY = NorthboundUnavailable("northbound database unix:nb.sock: no server took a transaction within 2s")
+REFUSED = RuntimeError('OVSDB Error: {"details":"Transaction causes multiple rows in \\"Binding\\" table to have '
+                       'identical values","error":"constraint violation"}')
+ERRORS = [AWAY, REFUSED, ConnectionResetError("reset by peer"), KeyError("Logical_Port")]
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +44,7 @@ class FakeDatabase:
         self.applied: list[tuple[str, object]] = []  # every write that took effect, in order
         self.attempts = 0
         self.failing: Exception | None = None
+        self.refusing: dict[str, Exception] = {}  # keys whose every write fails so
         self.lost_replies = 0
         self.fail_each_once = False
         self._seen: set[tuple[str, object]] = set()
@@ -59,13 +61,15 @@ class FakeDatabase:
                 self.lost_replies -= lose
             if error is not None:
                 raise error
+            if key in self.refusing:
+                raise self.refusing[key]
             if once:
                 raise RuntimeError(f"first attempt at {key}={value} fails")
             with self._lock:
                 self.state[key] = value
                 self.applied.append((key, value))
             if lose:
-                raise TimeoutException(commands=[], timeout=10, cause="the server went away before answering")
+                raise NorthboundUnavailable("the server went away before it answered")
         return write
 
 
@@ -101,19 +105,31 @@ def test_every_write_that_fails_is_tried_again_in_order_until_it_lands(writer, e
     assert db.applied == wanted and writer.failures == 50 and writer.written == 50
 
 
-@pytest.mark.parametrize("error", ERRORS, ids=lambda e: type(e).__name__)
-def test_while_the_database_is_away_nothing_overtakes_the_write_at_the_head(writer, error):
+def test_while_no_server_answers_nothing_overtakes_the_write_at_the_head(writer):
     db = FakeDatabase()
-    db.failing = error
+    db.failing = AWAY
     for n in range(5):
         writer.write(db.setter("migration 1", n), f"migration 1 step {n}")
-    wait_until(lambda: writer.failures >= 3, timeout=WAIT, interval=0.005)  # tried again and again
-    assert db.applied == [] and writer.pending == 5
-    assert writer.error == f"{type(error).__name__}: {error}"
+    wait_until(lambda: writer.failures >= 2 * writer_module.REFUSALS, timeout=WAIT, interval=0.005)  # and again
+    assert db.applied == [] and writer.pending == 5 and writer.dropped == 0
+    assert writer.error == f"NorthboundUnavailable: {AWAY}"
     db.failing = None
     wait_until(lambda: writer.pending == 0, timeout=WAIT, interval=0.005)
     assert db.applied == [("migration 1", n) for n in range(5)]  # unkeyed: every step lands
     assert writer.error is None
+
+
+@pytest.mark.parametrize("error", ERRORS[1:], ids=lambda e: type(e).__name__)
+def test_a_write_refused_every_time_is_dropped_loudly_and_the_rest_land(writer, error, caplog):
+    db = FakeDatabase()
+    db.refusing["migration 2"] = error
+    writer.write(db.setter("bindings hv1", 1), "the bindings of hv1")
+    writer.write(db.setter("migration 2", "rolling-back"), "migration 2")  # say, a state the schema lacks
+    writer.write(db.setter("bindings hv1", 2), "the bindings of hv1")
+    assert writer.drain(WAIT) == []
+    assert db.applied == [("bindings hv1", 1), ("bindings hv1", 2)]
+    assert writer.dropped == 1 and writer.failures == writer_module.REFUSALS
+    assert f"migration 2 is NOT written: refused {writer_module.REFUSALS} times" in caplog.text
 
 
 def test_a_write_whose_reply_was_lost_is_sent_again_harmlessly(writer):
@@ -129,7 +145,7 @@ def test_a_write_whose_reply_was_lost_is_sent_again_harmlessly(writer):
 
 def test_a_keyed_write_waiting_behind_a_failure_is_replaced_by_a_newer_one(writer):
     db = FakeDatabase()
-    db.failing = ConnectionResetError("reset by peer")
+    db.failing = AWAY
     for n in range(100):
         writer.write(db.setter("bindings hv1", n), "the bindings of hv1", key=("bindings", "hv1"))
         writer.write(db.setter("migration 1", n), "migration 1")  # unkeyed: none replaced
@@ -146,7 +162,7 @@ def test_a_keyed_write_waiting_behind_a_failure_is_replaced_by_a_newer_one(write
 
 def test_a_drain_keeps_its_deadline_and_says_what_was_not_written():
     db = FakeDatabase()
-    db.failing = TimeoutException(commands=[], timeout=10, cause="no answer")
+    db.failing = AWAY
     writer = NorthboundWriter()
     writer.write(db.setter("bindings hv1", 1), "the bindings of hv1")
     writer.write(db.setter("migration 3", "completed"), "migration 3")
