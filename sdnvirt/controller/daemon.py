@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     for server in servers:
         server.stop()
     controller.stop()
+    LOG.info("stopped; %d northbound writes to land", controller.store.writer.pending)
     unwritten = controller.store.drain(DRAIN_TIMEOUT)
     if unwritten:
         LOG.error("stopped with %d northbound writes not written within %.0fs: %s", len(unwritten), DRAIN_TIMEOUT,
