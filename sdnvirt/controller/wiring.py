@@ -347,8 +347,7 @@ class Controller:
             "uptime_s": round(time.time() - self.started_at, 1),
             "unknown_switches": self.fabric.unknown_switches,
             "switch_overs": vars(self.switch_over.counters),
-            "northbound_writes": {"waiting": self.store.writer.pending, "failures": self.store.writer.failures,
-                                  "dropped": self.store.writer.dropped, "error": self.store.writer.error},
+            "northbound_writes": self.store.writer.status(),
             "hosts": hosts,
         }
 

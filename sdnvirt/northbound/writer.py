@@ -79,6 +79,12 @@ class NorthboundWriter:
         with self._cond:
             return len(self._queue)
 
+    def status(self) -> dict:
+        """For `/status`: writes waiting, attempts that failed, writes dropped, the last error."""
+        with self._cond:
+            return {"waiting": len(self._queue), "failures": self.failures, "dropped": self.dropped,
+                    "error": self.error}
+
     def drain(self, timeout: float) -> list[str]:
         """Wait until every write asked for has landed (retrying at once, not after a long
         backoff), for at most `timeout` seconds; then stop. What was not written, in order
