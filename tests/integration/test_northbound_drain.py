@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 
-from sdnvirt.lab import naming
 from sdnvirt.lab.lab import CONTROLLER
 from sdnvirt.lab.northbound_server import NORTHBOUND, northbound_remote
 from sdnvirt.lab.process import is_running
@@ -33,16 +32,22 @@ def northbound_interfaces(lab) -> set[str]:
         northbound.close()
 
 
+def interface_of(lab, host: str, guest: str) -> str:
+    """The name of the guest's interface on its host, found as the controller finds it: by iface-id."""
+    return lab.hosts()[host].openvswitch.vsctl("--bare", "--columns=name", "find", "Interface",
+                                               f"external_ids:iface-id={nic(lab, guest).port_id}").strip()
+
+
 def set_status(lab, status: str) -> None:
     for host, guest in GONE.items():
-        lab.hosts()[host].openvswitch.vsctl("set", "Interface", naming.vif_name(nic(lab, guest).port_id),
+        lab.hosts()[host].openvswitch.vsctl("set", "Interface", interface_of(lab, host, guest),
                                             f"external_ids:iface-status={status}")
 
 
 def test_a_stopped_controller_lands_its_last_writes_before_it_exits(fabric_lab):
     lab = fabric_lab
     lab.wait_converged()
-    interfaces = {naming.vif_name(nic(lab, guest).port_id) for guest in GONE.values()}
+    interfaces = {interface_of(lab, host, guest) for host, guest in GONE.items()}
     bound = sum(h["bindings"] for h in lab.api().status()["hosts"].values())
     assert interfaces <= northbound_interfaces(lab)
     processes = {p.name: p for p in LabRecord.load(lab.paths.record).processes}

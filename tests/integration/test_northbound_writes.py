@@ -97,9 +97,9 @@ class BindingWatcher:
                 self.seen.append(state)
 
 
-def report(number: int, change: int, result: str = "running") -> dict:
-    return {"id": number, "vm": f"g{number:03}", "from": "hv1", "to": "hv2", "kind": "live", "result": result,
-            "at_change": change}
+def report(number: int, change: int, state: str = "completed") -> dict:
+    return {"id": number, "vm": f"g{number:03}", "from": "hv1", "to": "hv2", "kind": "live", "state": state,
+            "result": state, "at_change": change}
 
 
 @pytest.fixture
@@ -132,7 +132,7 @@ def burst(clients: ExitStack, remote: str, crash: Callable[[NorthboundStore], No
             reports[number % 4] = report(number % 4, number)
             store.write(lambda r=reports[number % 4]: northbound.save_migration(r["id"], r), f"report {number}")
         if number == 30:  # one the database refuses (a state its schema lacks): dropped, not in the way
-            refused = report(7, number, "rolled-back")
+            refused = report(7, number, "exploded")
             store.write(lambda r=refused: northbound.save_migration(7, r), "a report of a state the schema lacks")
         if number == CHANGES // 2:
             waiting = store.writer.pending
