@@ -70,11 +70,17 @@ def _status(args) -> int:
     else:
         state = "converged" if controller["converged"] else "converging"
         print(f"  controller: {state}, up {controller['uptime_s']}s")
+        writes = controller["northbound_writes"]
+        if writes["waiting"] or writes["dropped"] or writes["error"]:
+            print(f"  northbound: {writes['waiting']} writes WAITING, {writes['dropped']} DROPPED "
+                  f"({writes['error'] or 'on their way'})")
         for host, h in controller["hosts"].items():
             links = ("ovsdb " + ("up" if h["ovsdb_connected"] else "DOWN")
                      + ", openflow " + ("up" if h["openflow_connected"] else "DOWN"))
-            print(f"  host {host}: {links}, {h['bindings']} ports bound, "
-                  f"{'in sync' if h['in_sync'] else 'syncing'}, {h['flow_mods_sent']} flow-mods sent")
+            sync = h["sync_state"].replace("_", " ")
+            if h["sync_error"]:
+                sync = f"{sync.upper()} ({h['sync_error']})"
+            print(f"  host {host}: {links}, {h['bindings']} ports bound, {sync}, {h['flow_mods_sent']} flow-mods sent")
     for name, process in status["processes"].items():
         print(f"  process {name}: pid {process['pid']} {'running' if process['running'] else 'NOT RUNNING'}")
     for name, guest in status["guests"].items():

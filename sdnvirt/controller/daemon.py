@@ -1,6 +1,7 @@
 """The controller process: `python -m sdnvirt.controller --northbound REMOTES --hosts FILE ...`.
 
-`lab up` starts it with a pid file and a log; it runs until SIGTERM. It knows
+`lab up` starts it with a pid file and a log; it runs until SIGTERM, then lets
+every northbound write land (for a few seconds at most) before it ends. It knows
 nothing of labs: a lab is one host inventory and one database among others. It keeps
 nothing a restart would miss: desired state (and what it decided: where each
 port is active, the migrations) is in the northbound database, the rest
@@ -33,6 +34,9 @@ from sdnvirt.northbound.database import Northbound, NorthboundError
 
 LOG = logging.getLogger("sdnvirt.controller")
 GIL_SWITCH_INTERVAL = 0.0002  # seconds
+# Seconds the northbound writes may take to land after SIGTERM: well inside the 10 s a
+# lab (or an init system) gives the process before SIGKILL.
+DRAIN_TIMEOUT = 5.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     for server in servers:
         server.stop()
     controller.stop()
+    LOG.info("stopped; %d northbound writes to land", controller.store.writer.pending)
+    unwritten = controller.store.drain(DRAIN_TIMEOUT)
+    if unwritten:
+        LOG.error("stopped with %d northbound writes not written within %.0fs: %s", len(unwritten), DRAIN_TIMEOUT,
+                  "; ".join(unwritten))
+    else:
+        LOG.info("every northbound write landed")
+    northbound.close()
     return 0
 
 

@@ -4,7 +4,8 @@ VM lifecycle, bindings and switch-overs, migrations and topology changes are
 published here as they happen and fanned out to every subscriber (the API's
 `/events`, served as server-sent events). Publishing never blocks the thread
 that publishes, which may be a switch-over: a subscriber that does not keep up
-loses its oldest events, and is told how many. The last events are kept, so a
+loses its oldest events, and is told how many. Every subscriber gets events in
+the order of their ids, also when several threads publish at once. The last events are kept, so a
 client that reconnects with the id it saw last gets what it missed.
 """
 
@@ -44,7 +45,7 @@ class Subscription:
         self.kinds = kinds
         self._wake = wake
         self._queue: queue.Queue[Event] = queue.Queue(SUBSCRIBER_BACKLOG)
-        self.missed = 0  # events dropped because this subscriber fell behind
+        self.missed = 0  # events dropped because this subscriber fell behind (offers come under the stream's lock)
         for event in replay:
             self.offer(event)
 
@@ -96,12 +97,13 @@ class EventStream:
         self._lock = threading.Lock()
 
     def publish(self, kind: str, data: dict) -> None:
+        # An event is numbered and handed to every subscriber under one lock, so that
+        # subscribers get events in id order whichever thread publishes (offering never blocks).
         with self._lock:
             event = Event(next(self._ids), kind, time.time(), data)
             self._recent.append(event)
-            subscribers = list(self._subscribers)
-        for subscriber in subscribers:
-            subscriber.offer(event)
+            for subscriber in self._subscribers:
+                subscriber.offer(event)
 
     def subscribe(self, kinds: Iterable[str] = KINDS, after: int | None = None,
                   wake: Callable[[], None] = lambda: None) -> Subscription:

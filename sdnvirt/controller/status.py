@@ -26,7 +26,8 @@ from sdnvirt.vswitch.ports import HostPorts
 
 class FabricStatus:
     def __init__(self, topology: Callable[[], Topology], store: StateStore, fabric: Fabric, hosts: Hosts,
-                 hypervisors: dict[str, Hypervisor], switch_over: SwitchOver, pipeline: Pipeline):
+                 hypervisors: dict[str, Hypervisor], switch_over: SwitchOver, pipeline: Pipeline,
+                 northbound_writes: Callable[[], dict]):
         self._topology = topology
         self._store = store
         self._fabric = fabric
@@ -34,6 +35,7 @@ class FabricStatus:
         self._hypervisors = hypervisors
         self._switch_over = switch_over
         self._pipeline = pipeline
+        self._northbound_writes = northbound_writes
         self.started_at = time.time()
 
     def status(self) -> dict:
@@ -47,6 +49,8 @@ class FabricStatus:
                 "libvirt_connected": None if hypervisor is None else hypervisor.connected,
                 "openflow_connected": sync.channel is not None,
                 "in_sync": sync.in_sync,
+                "sync_state": sync.state,
+                "sync_error": sync.error,
                 "bindings": len(ports.bindings),
                 "tunnels": len(ports.tunnels),
                 "syncs": sync.stats.syncs,
@@ -64,6 +68,7 @@ class FabricStatus:
             "unknown_switches": self._fabric.unknown_switches,
             "wrong_certificate_switches": self._fabric.wrong_certificate_switches,
             "switch_overs": self._switch_over.counters.snapshot(),
+            "northbound_writes": self._northbound_writes(),
             "hosts": hosts,
         }
 

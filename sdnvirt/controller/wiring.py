@@ -70,7 +70,7 @@ class Controller:
             northbound, lambda: self.topology, self.use_topology, self.store.view,
             lambda name: self.guests.kind_of(name).nics_locked(name), self.migrations.migrating, self.events)
         self.status = FabricStatus(lambda: self.topology, self.store, self.fabric, self.hosts, self.hypervisors,
-                                   self.switch_over, pipeline)
+                                   self.switch_over, pipeline, self.store.writer.status)
 
     def start(self) -> None:
         self._start_openflow()
@@ -151,7 +151,8 @@ class Controller:
     def _migration_changed(self, report: dict) -> None:
         """Every transition of a migration, in order: into the database (its ordered writer)
         and onto the event stream."""
-        self.store.write(lambda: self.store.northbound.save_migration(report["id"], report))
+        self.store.write(lambda: self.store.northbound.save_migration(report["id"], report),
+                         f"migration {report['id']} {report['state']}")
         self.events.publish("migration", report)
 
     # -- a new desired topology ---------------------------------------------------------------

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from ovsdbapp import api as ovsdbapp_api
 from ovsdbapp import exceptions as ovsdbapp_exceptions
 from ovsdbapp.backend import ovs_idl
-from ovsdbapp.backend.ovs_idl import connection, idlutils
+from ovsdbapp.backend.ovs_idl import idlutils
+from ovsdbapp.backend.ovs_idl.event import RowEvent
 
 from sdnvirt.model.topology import Topology
 from sdnvirt.northbound.rows import KEYS, Row, row_key, topology_from_rows, topology_rows
-from sdnvirt.vswitch.ovsdb import OwnConnection
+from sdnvirt.ovsdb.own_connection import OwnConnection
+from sdnvirt.ovsdb.watching import WatchedConnection
 
 LOG = logging.getLogger(__name__)
 DATABASE = "SDNVirt_Northbound"
@@ -31,15 +34,28 @@ class NorthboundError(RuntimeError):
     pass
 
 
+class NorthboundUnavailable(NorthboundError):
+    """No server answered in time: the same write may well succeed later."""
+
+
+# What ovsdbapp raises when a transaction kept getting "try again" (no server, or no leader)
+# until its timeout; a refusal by the server is a RuntimeError too, "OVSDB Error: ...".
+TRY_AGAIN_TIMED_OUT = "OVS transaction timed out"
+
+
 class _Api(OwnConnection, ovs_idl.Backend, ovsdbapp_api.API):
     schema = DATABASE
 
 
-class _WatchedIdl(connection.OvsdbIdl):
-    on_change: Callable[[str], None] = staticmethod(lambda table: None)
+class TableChanged(RowEvent):
+    """A row of `table` came, changed or went."""
 
-    def notify(self, event, row, updates=None):
-        self.on_change(row._table.name)
+    def __init__(self, table: str, northbound: Northbound):
+        super().__init__((self.ROW_CREATE, self.ROW_UPDATE, self.ROW_DELETE), table, None)
+        self._northbound = northbound
+
+    def run(self, event, row, old):
+        self._northbound.changed(self.table)
 
 
 RECONNECT_BACKOFF_MS = 1000  # python-ovs doubles its wait up to 8 s: too long to find a new Raft leader
@@ -54,7 +70,7 @@ class Northbound:
         self._timeout = timeout
         self._leader_only = leader_only
         self._watchers: list[Callable[[str], None]] = []
-        self._connection: connection.Connection | None = None
+        self._connection: WatchedConnection | None = None
         self.api: _Api | None = None
 
     def connect(self) -> None:
@@ -64,10 +80,10 @@ class Northbound:
         except Exception as error:  # python-ovs raises plain exceptions for an unreachable server
             raise NorthboundError(f"northbound database {self.remote}: {error}") from None
         helper.register_all()
-        idl = _WatchedIdl(self.remote, helper, leader_only=self._leader_only)
-        idl._session.reconnect.set_backoff(RECONNECT_BACKOFF_MS, RECONNECT_BACKOFF_MS)  # no public setter
-        idl.on_change = self._changed
-        self._connection = connection.Connection(idl=idl, timeout=self._timeout)
+        events = [TableChanged(table, self) for table in helper.schema_json["tables"]]
+        self._connection = WatchedConnection(self.remote, helper, events, self._timeout, leader_only=self._leader_only)
+        # no public setter
+        self._connection.idl._session.reconnect.set_backoff(RECONNECT_BACKOFF_MS, RECONNECT_BACKOFF_MS)
         try:
             self.api = _Api(self._connection)
         except ovsdbapp_exceptions.OvsdbAppException:  # its message cannot be formatted (ovsdbapp)
@@ -75,10 +91,11 @@ class Northbound:
                                   f"{self._timeout:.0f}s") from None
 
     def watch(self, callback: Callable[[str], None]) -> None:
-        """Call back with a table's name whenever one of its rows changes."""
+        """Call back with a table's name whenever one of its rows changes (on the thread that
+        runs row events: the callback must not block)."""
         self._watchers.append(callback)
 
-    def _changed(self, table: str) -> None:
+    def changed(self, table: str) -> None:
         for callback in self._watchers:
             callback(table)
 
@@ -118,7 +135,7 @@ class Northbound:
         the rows that differ (a port keeps its place while its guest is unchanged); the
         topology's generation number."""
         wanted = topology_rows(topology)
-        with self.api.transaction(check_error=True) as txn, self._connection.lock:
+        with self._transaction() as txn:
             roots = list(self.api.tables["Topology"].rows.values())
             generation = (roots[0].generation + 1) if roots else 1
             if roots:
@@ -144,7 +161,7 @@ class Northbound:
 
     def set_active(self, placements: dict[str, str]) -> None:
         """Record where logical ports are active (port id -> host)."""
-        with self.api.transaction(check_error=True) as txn, self._connection.lock:
+        with self._transaction() as txn:
             for port_id, host in placements.items():
                 row = self._find("Logical_Port", "id", port_id)
                 if row is not None:
@@ -155,7 +172,7 @@ class Northbound:
 
     def set_bindings(self, host: str, bindings: list[Row]) -> None:
         """Make the Binding table say exactly what `host`'s OVSDB shows (ready_at: float or None)."""
-        with self.api.transaction(check_error=True) as txn, self._connection.lock:
+        with self._transaction() as txn:
             current = {r.interface: r for r in self.api.tables["Binding"].rows.values() if r.host == host}
             wanted = {b["interface"]: b for b in bindings}
             for interface, row in current.items():
@@ -175,7 +192,7 @@ class Northbound:
         columns = {"number": number, "vm": report["vm"], "source": report["from"],
                    "destination": report["to"], "kind": report["kind"], "state": report["state"],
                    "report": json.dumps(report)}
-        with self.api.transaction(check_error=True) as txn, self._connection.lock:
+        with self._transaction() as txn:
             row = self._find("Migration", "number", number)
             if row is None:
                 txn.add(self.api.db_create("Migration", **columns))
@@ -184,6 +201,34 @@ class Northbound:
 
     def migrations(self) -> list[dict]:
         return sorted((json.loads(r["report"]) for r in self.rows("Migration")), key=lambda r: r["id"])
+
+    @contextmanager
+    def _transaction(self) -> Iterator:
+        """A transaction, committed when the block ends (with the in-memory copy locked while
+        it is built); NorthboundUnavailable when no server answered in time."""
+        try:
+            with self.api.transaction(check_error=True) as txn, self._copy_locked():
+                yield txn
+        except ovsdbapp_exceptions.TimeoutException as error:
+            raise NorthboundUnavailable(f"northbound database {self.remote}: {error}") from None
+        except RuntimeError as error:
+            if str(error) != TRY_AGAIN_TIMED_OUT:
+                raise
+            raise NorthboundUnavailable(f"northbound database {self.remote}: no server took a transaction "
+                                        f"within {self._timeout:.0f}s") from None
+
+    @contextmanager
+    def _copy_locked(self) -> Iterator[None]:
+        """The in-memory copy, locked for building a transaction. ovsdbapp's connection holds
+        the lock while it commits, and python-ovs waits without end for the answer to a
+        transaction sent to a server that then died: a writer gives up after the timeout."""
+        if not self._connection.lock.acquire(timeout=self._timeout):
+            raise NorthboundUnavailable(f"northbound database {self.remote}: no answer to a transaction "
+                                        f"for {self._timeout:.0f}s")
+        try:
+            yield
+        finally:
+            self._connection.lock.release()
 
     def _find(self, table: str, column: str, value) -> object | None:
         return next((r for r in self.api.tables[table].rows.values() if getattr(r, column) == value), None)

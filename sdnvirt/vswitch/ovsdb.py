@@ -2,9 +2,10 @@
 
 ovsdbapp keeps a monitored in-memory copy of the database on its own thread;
 commands go through its transactions. The controller learns the ports of the
-integration bridge from that copy whenever an Interface changes, and only
-while the copy is complete (never half-way through a reconnect), so a
-restarted ovsdb-server never looks like a host that lost its ports.
+integration bridge from that copy whenever a bridge, port or interface changes
+(row events, see sdnvirt.ovsdb.watching), and only while the copy is complete
+(never half-way through a reconnect), so a restarted ovsdb-server never looks
+like a host that lost its ports.
 """
 
 from __future__ import annotations
@@ -14,37 +15,29 @@ import threading
 import time
 from collections.abc import Callable
 
-from ovsdbapp.backend.ovs_idl import connection, transaction
+from ovsdbapp.backend.ovs_idl import idlutils, transaction
+from ovsdbapp.backend.ovs_idl.event import RowEvent
 from ovsdbapp.schema.open_vswitch import impl_idl
 
+from sdnvirt.ovsdb.own_connection import OwnConnection
+from sdnvirt.ovsdb.watching import WatchedConnection
 from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
 from sdnvirt.vswitch.ports import READY, READY_AT, HostPorts, host_ports
 
 LOG = logging.getLogger(__name__)
 WATCHED_TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface", "Controller")
+PORT_TABLES = ("Bridge", "Port", "Interface")  # where a change may change the bridge's ports
 
 
-class _WatchedIdl(connection.OvsdbIdl):
-    """An IDL that tells its owner when an interface or port changed."""
+class PortsChanged(RowEvent):
+    """A bridge, port or interface came, changed or went: the host's ports may differ now."""
 
-    on_change: Callable[[], None] = staticmethod(lambda: None)
+    def __init__(self, table: str, host: HostOvsdb):
+        super().__init__((self.ROW_CREATE, self.ROW_UPDATE, self.ROW_DELETE), table, None)
+        self._host = host
 
-    def notify(self, event, row, updates=None):
-        if row._table.name in ("Interface", "Port", "Bridge"):
-            self.on_change()
-
-
-class OwnConnection:
-    """ovsdbapp keeps one connection per API class; sdnvirt talks to many servers of one
-    schema (every host's Open_vSwitch), so each API object keeps its own."""
-
-    @property
-    def ovsdb_connection(self) -> connection.Connection:
-        return self._connection
-
-    @ovsdb_connection.setter
-    def ovsdb_connection(self, value: connection.Connection) -> None:
-        self._connection = value
+    def run(self, event, row, old):
+        self._host.publish()
 
 
 class _HostApi(OwnConnection, impl_idl.OvsdbIdl):
@@ -57,20 +50,22 @@ class HostOvsdb:
         self.remote = remote
         self._on_ports = on_ports
         self._timeout = timeout
-        self._changed = threading.Event()
+        self._publishing = threading.Lock()
+        self._published: HostPorts | None = None
         self._stopped = False
-        self._connection: connection.Connection | None = None
+        self._connection: WatchedConnection | None = None
         self.api: _HostApi | None = None
 
     def start(self) -> None:
         """Connect and read the database once; raises if the server does not answer in time."""
-        idl = _WatchedIdl.from_server(self.remote, "Open_vSwitch", helper_tables=WATCHED_TABLES)
-        idl.on_change = self._changed.set
-        self._connection = connection.Connection(idl=idl, timeout=self._timeout)
+        helper = idlutils.get_schema_helper(self.remote, "Open_vSwitch")
+        for table in WATCHED_TABLES:
+            helper.register_table(table)
+        self._connection = WatchedConnection(self.remote, helper, [PortsChanged(t, self) for t in PORT_TABLES],
+                                             self._timeout)
         self._connection.start()
         self.api = _HostApi(self._connection)
-        threading.Thread(target=self._publish_loop, name=f"ovsdb-{self.host}", daemon=True).start()
-        self._changed.set()
+        self.publish()  # also when the bridge has no ports at all: that is news too
 
     @property
     def connected(self) -> bool:
@@ -88,6 +83,17 @@ class HostOvsdb:
                           for b in bridges for p in b.ports for i in p.interfaces]
         return host_ports(self.host, interfaces)
 
+    def publish(self) -> None:
+        """Hand on the bridge's ports if they differ from those last handed on. A burst of
+        row changes (a reconnect reads every row again) publishes once, at its end."""
+        if self._stopped or self._connection.events.notifications.qsize():
+            return  # a later event publishes
+        with self._publishing:
+            ports = self.ports()
+            if ports is not None and ports != self._published:
+                self._published = ports
+                self._on_ports(ports)
+
     def mark_ready(self, interfaces: list[str]) -> None:
         """Say on these interfaces that the bridge holds their flows (and since when).
 
@@ -100,20 +106,7 @@ class HostOvsdb:
                 txn.add(self.api.db_set("Interface", name, ("external_ids", {READY: "true", READY_AT: now}),
                                         if_exists=True))
 
-    def _publish_loop(self) -> None:
-        last = None
-        while not self._stopped:
-            self._changed.wait()
-            self._changed.clear()
-            if self._stopped:
-                return
-            ports = self.ports()
-            if ports is not None and ports != last:
-                last = ports
-                self._on_ports(ports)
-
     def stop(self) -> None:
         self._stopped = True
-        self._changed.set()
         if self._connection:
             self._connection.stop(timeout=self._timeout)

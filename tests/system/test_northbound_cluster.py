@@ -14,141 +14,32 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from netaddr import IPNetwork
 
 from sdnvirt.cli import nb as nb_cli
-from sdnvirt.lab import netns as lab_netns
-from sdnvirt.lab.process import start_detaching, stop
-from sdnvirt.lab.record import LabRecord, ProcessRecord
-from sdnvirt.linux import netns
-from sdnvirt.linux.netns import NetworkNamespace
 from sdnvirt.model.loader import load_topology
-from sdnvirt.northbound.cluster import (
-    ClusterError,
-    ClusterServer,
-    ClusterStatus,
-    MemberFolder,
-    cluster_status,
-    create_cluster,
-    join_cluster,
-    serve_command,
-)
-from sdnvirt.northbound.database import Northbound
+from sdnvirt.northbound.cluster import ClusterError, ClusterServer, ClusterStatus
 
 from helpers.guests import wait_until
+from helpers.northbound_servers import Member, agreed_leader, member_of, raft_cluster
+from helpers.northbound_servers import client as connected_client
 
 PREFIX = f"nbclu-{os.getpid()}"
-SUBNET = IPNetwork("198.18.200.0/24")
-RAFT_PORT = 6643
-MEMBERS = 3
 WAIT = 30.0  # seconds, for every wait and every client transaction
 TOPOLOGY = Path(__file__).parents[1] / "integration" / "topologies" / "fabric.yaml"
 
 
-@dataclass
-class Member:
-    name: str
-    folder: MemberFolder
-    address: str  # its Raft address
-    process: ProcessRecord | None = None
-
-    @property
-    def namespace(self) -> str:
-        return f"{PREFIX}-{self.name}"
-
-    @property
-    def socket(self) -> Path:
-        return self.folder.path / "nb.sock"
-
-    @property
-    def remote(self) -> str:
-        return f"unix:{self.socket}"
-
-    def start(self) -> None:
-        argv = serve_command(self.folder.database, self.folder.path, [f"punix:{self.socket}"])
-        self.process = start_detaching(f"nb-{self.name}", self.namespace, argv, self.folder.pidfile)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
-            self.process = None
-
-    def status(self) -> ClusterStatus:
-        return cluster_status(self.folder.control_socket)
-
-
 @pytest.fixture(scope="module")
 def members(tmp_path_factory) -> Iterator[list[Member]]:
-    root = tmp_path_factory.mktemp("nbcluster")
-    record = LabRecord(PREFIX, root / "namespaces.json")
-    members = [Member(f"s{i}", MemberFolder(root / f"s{i}"), f"tcp:{SUBNET[i]}:{RAFT_PORT}")
-               for i in range(1, MEMBERS + 1)]
-    with ExitStack() as cleanup:
-        cleanup.callback(remove_namespaces, record)
-        cable(record, members)
-        create_cluster(members[0].folder.path, members[0].address)
-        for index, member in enumerate(members[1:], start=1):
-            join_cluster(member.folder.path, member.address, [m.address for m in members[:index]])
-        for member in members:
-            cleanup.callback(member.stop)
-            member.start()
-        began = time.monotonic()
-        wait_until(lambda: agreed_leader(members), timeout=WAIT)
-        print(f"cluster formed {time.monotonic() - began:.2f}s after its servers started")
+    with raft_cluster(tmp_path_factory.mktemp("nbcluster"), PREFIX, WAIT) as members:
         yield members
 
 
-def cable(record: LabRecord, members: list[Member]) -> None:
-    """One namespace per member, each with one NIC on a bridge in the switch namespace."""
-    switch = f"{PREFIX}-sw"
-    lab_netns.create(record, switch)
-    with NetworkNamespace(switch) as ns:
-        ns.add_bridge("br0")
-        ns.bring_up("br0")
-    for index, member in enumerate(members, start=1):
-        lab_netns.create(record, member.namespace)
-        with NetworkNamespace(switch) as ns:
-            ns.add_veth(f"p{index}", member.namespace, "eth0")
-            ns.set_master(f"p{index}", "br0")
-            ns.bring_up(f"p{index}")
-        with NetworkNamespace(member.namespace) as ns:
-            ns.bring_up("eth0")
-            ns.add_address("eth0", str(SUBNET[index]), SUBNET.prefixlen)
-
-
-def remove_namespaces(record: LabRecord) -> None:
-    for name in reversed(record.namespaces):
-        netns.remove(name)
-
-
-def agreed_leader(members: list[Member]) -> ClusterStatus | None:
-    """The leader's status once every one of `members` is a member of the cluster and names
-    the same leader, one of them; None until then."""
-    try:
-        statuses = [m.status() for m in members]
-    except ClusterError:  # a server still starting has no control socket yet
-        return None
-    leaders = {s.leader for s in statuses}
-    ours = {s.server_id: s for s in statuses}
-    if all(s.is_member for s in statuses) and len(leaders) == 1 and leaders <= ours.keys():
-        return ours[leaders.pop()]
-    return None
-
-
-def client(clients: ExitStack, remote: str, *, any_member: bool = False) -> Northbound:
-    """A connected Northbound client, closed with `clients`; `any_member` reads a follower."""
-    northbound = Northbound(remote, timeout=WAIT, leader_only=not any_member)
-    northbound.connect()
-    clients.callback(northbound.close)
-    return northbound
-
-
-def member_of(members: list[Member], status: ClusterStatus) -> Member:
-    return next(m for m in members if m.address == status.address)
+def client(clients: ExitStack, remote: str, *, any_member: bool = False):
+    return connected_client(clients, remote, WAIT, any_member=any_member)
 
 
 def test_cluster_status_through_the_cli(members: list[Member], capsys) -> None:

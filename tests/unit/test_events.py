@@ -5,6 +5,8 @@ import time
 from sdnvirt.controller import events
 from sdnvirt.controller.events import EventStream
 
+from helpers.interleaving import run_in_threads
+
 
 def test_every_subscriber_gets_the_kinds_it_follows_in_order():
     stream = EventStream()
@@ -46,3 +48,24 @@ def test_ids_grow_across_a_restart():
     after = EventStream()
     after.publish("vm", {})
     assert after.subscribe(after=0).next(0).id > last
+
+
+def test_events_reach_subscribers_in_id_order_also_from_concurrent_publishers(monkeypatch):
+    """One publisher is slow to hand its events over (the moment a thread loses the interpreter
+    between taking an id and offering the event): the others' later events must not overtake."""
+    monkeypatch.setattr(events, "SUBSCRIBER_BACKLOG", 4000)
+    offer = events.Subscription.offer
+
+    def slow_for_the_first_publisher(subscription, event):
+        time.sleep(0.001 if event.data["thread"] == 0 else 0)
+        offer(subscription, event)
+
+    monkeypatch.setattr(events.Subscription, "offer", slow_for_the_first_publisher)
+    stream = EventStream()
+    subscriber = stream.subscribe()
+    run_in_threads(4, lambda n: [stream.publish("vm", {"thread": n, "n": i}) for i in range(200)])
+    ids = [e.id for e in iter(lambda: subscriber.next(0), None)]
+    assert len(ids) == 800 and subscriber.missed == 0
+    assert ids == sorted(ids)
+    again = stream.subscribe(after=0)
+    assert [e.id for e in iter(lambda: again.next(0), None)] == ids  # what is kept, in that order

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from sdnvirt.controller.fabric.channel import SwitchChannel
@@ -48,6 +49,7 @@ class Fabric:
         self._bridge_certificate = bridge_certificate  # host -> the name its bridge's certificate must carry
         self._hosts_by_dpid: dict[int, str] = {}
         self.syncs: dict[str, SwitchSync] = {}
+        self._counting = threading.Lock()  # switches connect on os-ken's threads, several at once
         self.unknown_switches = 0
         self.wrong_certificate_switches = 0
         self.use_hosts(store.view().topology)
@@ -79,12 +81,14 @@ class Fabric:
         host = self.host_of(channel.dpid)
         sync = self.syncs.get(host) if host is not None else None
         if sync is None:
-            self.unknown_switches += 1
+            with self._counting:
+                self.unknown_switches += 1
             LOG.warning("refusing switch %#x from %s: not a bridge of this topology", channel.dpid, channel.peer)
             return False
         wanted, shown = self._bridge_certificate(host), channel.peer.certificate_name
         if shown != wanted:
-            self.wrong_certificate_switches += 1
+            with self._counting:
+                self.wrong_certificate_switches += 1
             LOG.warning("refusing switch %#x from %s: host %s's bridge must show %s, it showed %s", channel.dpid,
                         channel.peer, host, _certificate(wanted), _certificate(shown))
             return False
@@ -103,16 +107,19 @@ class Fabric:
         """Bring every bridge to the changed desired state, all at once; hosts where ports
         became active go first (a bridge on its own never loops a packet, see the
         compiler, so the others need not wait for them). With `wait`, answered when every
-        bridge holds its flows."""
+        bridge holds its flows; a bridge that failed is retrying in the background and shows
+        it in its sync state (0 flow-mods here)."""
         began = time.monotonic()
         sent: dict[str, int] = {}
         if change:
             ordered = sorted(self.syncs.values(), key=lambda s: s.host not in change.activated)
             if wait:
-                # Every bridge's bundle goes out before the first answer is awaited.
-                rounds = [(sync, sync.start_now(change.owners)) for sync in ordered]
-                for sync, round_ in rounds:
-                    sent[sync.host] = sync.finish_now(round_)
+                # Every bridge's bundle goes out before the first answer is awaited; each
+                # bridge's round is released when the block ends, whatever happens in it.
+                with ExitStack() as rounds:
+                    sending = [(sync, rounds.enter_context(sync.sending(change.owners))) for sync in ordered]
+                    for sync, round_ in sending:
+                        sent[sync.host] = round_.wait()
             else:
                 for sync in ordered:
                     sync.request(change.owners)

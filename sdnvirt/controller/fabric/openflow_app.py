@@ -55,6 +55,7 @@ class FabricApp(app_manager.OSKenApp):
         self.fabric = fabric
         self._on_packet_in = on_packet_in
         self._channels: dict[object, SwitchChannel] = {}  # by os-ken Datapath
+        self._counting = threading.Lock()  # replies come in on every switch's receive thread
         self.unexpected_replies = 0
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
@@ -91,7 +92,8 @@ class FabricApp(app_manager.OSKenApp):
     def _reply(self, ev) -> None:
         channel = self._channels.get(ev.msg.datapath)
         if channel is None or not channel.deliver(ev.msg):
-            self.unexpected_replies += 1
+            with self._counting:
+                self.unexpected_replies += 1
             LOG.debug("unexpected %s from %s", type(ev.msg).__name__, ev.msg.datapath.id)
 
     def _packet_in(self, ev) -> None:

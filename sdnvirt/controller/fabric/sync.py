@@ -6,6 +6,11 @@ owner. A round recompiles the owners a change touched (or everything, after a
 connect), compares by flow key, and sends only the difference, deletes before
 adds, in one atomic bundle. When nothing differs nothing is sent, which is
 what makes a controller restart invisible to traffic.
+
+Whatever fails in a round (the switch, the compiler, a bug) fails that bridge's
+round only: the round is released, the bridge says why in its state and error,
+and its thread tries again after a backoff, reading the switch and compiling
+everything afresh, until it is in sync again.
 """
 
 from __future__ import annotations
@@ -13,16 +18,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from sdnvirt.backoff import Backoff
 from sdnvirt.controller.fabric.channel import Commit, SwitchChannel, SwitchError
 from sdnvirt.controller.fabric.flow import Flow
 from sdnvirt.controller.state import OwnerKey
 
 LOG = logging.getLogger(__name__)
-RETRY_DELAY = 0.5
-ROUND_TIMEOUT = 10.0
+RETRY_FIRST = 0.5  # seconds after a failed round before the next, doubling with each failure...
+RETRY_LIMIT = 10.0  # ...up to this
+
+# A bridge's sync state, as `/status` shows it.
+DISCONNECTED = "disconnected"  # no OpenFlow connection
+SYNCING = "syncing"  # a change is on its way to the switch
+IN_SYNC = "in_sync"
+RETRYING = "retrying"  # the last round failed (see `error`): tried again after a backoff
 
 # (owners to compile, or None for all) -> those owners' flows
 Compiler = Callable[[frozenset[OwnerKey] | None], dict[OwnerKey, frozenset[Flow]]]
@@ -58,7 +71,11 @@ class SyncStats:
 
 
 class SwitchSync:
-    """The reconciler of one host's integration bridge, on its own thread."""
+    """The reconciler of one host's integration bridge, on its own thread.
+
+    One round at a time holds the bridge: the thread's, or a caller's (`sending`).
+    Everything the thread and callers share is guarded by `_cond`, stats included.
+    """
 
     def __init__(self, host: str, compile_owners: Compiler, ready: threading.Event,
                  on_synced: Callable[[str, frozenset[OwnerKey]], None]):
@@ -67,19 +84,31 @@ class SwitchSync:
         self._ready = ready
         self._on_synced = on_synced
         self._cond = threading.Condition()
-        self._round = threading.Lock()  # one round at a time: the thread's, or a caller's (start_now)
+        self._round = threading.Lock()
         self._channel: SwitchChannel | None = None
         self._installed: dict[tuple, Flow] | None = None  # None: unknown, read the switch first
         self._desired: dict[OwnerKey, frozenset[Flow]] | None = None  # None: compile everything
         self._pending: set[OwnerKey] | None = set()  # None: everything
         self._stopped = False
+        self._backoff = Backoff(RETRY_FIRST, RETRY_LIMIT)
+        self._retry_at = 0.0  # monotonic time before which the thread does not try again
         self.stats = SyncStats()
         self.in_sync = False
+        self.error: str | None = None  # why the last round failed, until one succeeds
         threading.Thread(target=self._run, name=f"sync-{host}", daemon=True).start()
 
     @property
     def channel(self) -> SwitchChannel | None:
         return self._channel
+
+    @property
+    def state(self) -> str:
+        with self._cond:
+            if self._channel is None:
+                return DISCONNECTED
+            if self.error is not None:
+                return RETRYING
+            return IN_SYNC if self.in_sync else SYNCING
 
     def attach(self, channel: SwitchChannel) -> None:
         with self._cond:
@@ -87,6 +116,9 @@ class SwitchSync:
             self._installed = None
             self._pending = None
             self.in_sync = False
+            self.error = None
+            self._retry_at = 0.0
+            self._backoff.succeeded()
             self.stats.connected_at = time.monotonic()
             self.stats.converge_ms = None
             self._cond.notify()
@@ -100,41 +132,27 @@ class SwitchSync:
         channel.close()
 
     def request(self, owners: frozenset[OwnerKey] | None = None) -> None:
-        """Desired state changed for these owners (None: all): reconcile soon; requests coalesce."""
+        """Desired state changed for these owners (None: all): reconcile soon; requests coalesce.
+        A bridge that is retrying after a failure takes them at its next try."""
         with self._cond:
             self._merge(owners)
             self.in_sync = False
             self._cond.notify()
 
-    def start_now(self, owners: frozenset[OwnerKey] | None) -> _Round | None:
-        """Begin reconciling these owners in the caller's thread: the difference is sent when
-        this returns; finish_now() waits for it. Between the two this bridge holds its round,
-        so a caller can send to every bridge before waiting for any."""
+    @contextmanager
+    def sending(self, owners: frozenset[OwnerKey] | None) -> Iterator[Sending]:
+        """Reconcile these owners in the caller's thread, now (a switch-over cannot wait for
+        a backoff): the difference is sent on entry, and `wait()` waits until the switch has
+        it. The bridge's round is held until the block ends, so a caller can send to every
+        bridge before waiting for any. A failure is this bridge's, never the caller's: it is
+        recorded and retried in the background."""
         self.request(owners)
-        self._round.acquire()  # released by finish_now(), always
-        try:
-            return self._begin_round()
-        except SwitchError as error:
-            self._failed(error)
-            return None
-
-    def finish_now(self, round_: _Round | None) -> int:
-        """The flow-mods the round sent, once the switch has them (0 if it could not)."""
-        try:
-            return self._end_round(round_) if round_ is not None else 0
-        except SwitchError as error:
-            self._failed(error)
-            return 0
-        finally:
-            self._round.release()
-
-    def _failed(self, error: SwitchError) -> None:
-        LOG.warning("host %s: %s; will read the switch again", self.host, error)
-        self.stats.failures += 1
-        with self._cond:
-            self._installed = None
-            self._pending = None
-            self._cond.notify()
+        with self._round:
+            sending = Sending(self, self._attempt(self._begin_round))
+            try:
+                yield sending
+            finally:
+                sending.abandon()
 
     def stop(self) -> None:
         with self._cond:
@@ -147,20 +165,56 @@ class SwitchSync:
         else:
             self._pending |= owners
 
+    def _attempt(self, step: Callable, *args):
+        """Run a step of a round; what it raises fails the round (None), and nothing else."""
+        try:
+            return step(*args)
+        except Exception as error:  # the switch, the compiler or a bug: this bridge retries, and says why
+            self._failed(error)
+            return None
+
+    def _failed(self, error: Exception) -> None:
+        """Forget what the switch holds and what was compiled: the next round starts afresh."""
+        why = f"{type(error).__name__}: {error}"
+        with self._cond:
+            delay = self._backoff.failed()
+            self.stats.failures += 1
+            self.error = why
+            self._retry_at = time.monotonic() + delay
+            self._installed = None
+            self._desired = None
+            self._pending = None
+            self.in_sync = False
+            self._cond.notify()
+        LOG.warning("host %s: sync round failed: %s; trying again in %.1fs", self.host, why, delay,
+                    exc_info=not isinstance(error, SwitchError))
+
+    def _forget(self) -> None:
+        """A round was sent but not waited for: what the switch holds is unknown."""
+        with self._cond:
+            self._installed = None
+            self._pending = None
+            self.in_sync = False
+            self._cond.notify()
+
     def _run(self) -> None:
         self._ready.wait()
         while True:
             with self._cond:
-                while not self._stopped and not (self._work_pending() and self._channel):
-                    self._cond.wait()
+                while not self._stopped and not self._due():
+                    self._cond.wait(self._until_retry())
                 if self._stopped:
                     return
             with self._round:
-                try:
-                    self._round_if_pending()
-                except SwitchError as error:
-                    self._failed(error)
-                    time.sleep(RETRY_DELAY)
+                self._attempt(self._round_if_pending)
+
+    def _due(self) -> bool:
+        return self._channel is not None and self._work_pending() and time.monotonic() >= self._retry_at
+
+    def _until_retry(self) -> float | None:
+        """How long a pending retry still waits; None: until notified."""
+        remaining = self._retry_at - time.monotonic()
+        return remaining if remaining > 0 else None
 
     def _work_pending(self) -> bool:
         return self._pending is None or bool(self._pending)
@@ -197,7 +251,8 @@ class SwitchSync:
         if round_.commit is not None:
             round_.commit.wait()
         diff = round_.diff
-        installed = {key: f for key, f in round_.installed.items() if f not in diff.deletes}
+        deleted = {f.key for f in diff.deletes}
+        installed = {key: f for key, f in round_.installed.items() if key not in deleted}
         installed.update({rule.key: rule for rule in diff.adds})
         elapsed = (time.monotonic() - round_.began) * 1000
         with self._cond:
@@ -211,11 +266,35 @@ class SwitchSync:
             if self.stats.converge_ms is None and self.stats.connected_at is not None:
                 self.stats.converge_ms = (time.monotonic() - self.stats.connected_at) * 1000
             self.in_sync = not self._work_pending()
+            self.error = None
+            self._retry_at = 0.0
+            self._backoff.succeeded()
+            programmed = frozenset(self._desired)
         if diff:
             LOG.info("host %s: sent %d flow-mods (%d deletes, %d adds) in %.1f ms",
                      self.host, len(diff), len(diff.deletes), len(diff.adds), elapsed)
-        self._on_synced(self.host, frozenset(self._desired))  # must not block: it runs inside the round
+        self._on_synced(self.host, programmed)  # must not block: it runs inside the round
         return len(diff)
+
+
+class Sending:
+    """A caller's round on one bridge: sent, and not yet waited for."""
+
+    def __init__(self, sync: SwitchSync, round_: _Round | None):
+        self._sync = sync
+        self._round = round_
+
+    def wait(self) -> int:
+        """The flow-mods the round sent, once the switch has them (0 if it could not)."""
+        round_, self._round = self._round, None
+        if round_ is None:
+            return 0
+        return self._sync._attempt(self._sync._end_round, round_) or 0
+
+    def abandon(self) -> None:
+        if self._round is not None:
+            self._round = None
+            self._sync._forget()
 
 
 @dataclass
