@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from sdnvirt.lab.record import ProcessRecord
+from sdnvirt.linux.netns import entering, run_in_namespace
 
 CONTROL_PLANE_NICE = -10
 
@@ -41,26 +42,6 @@ def start_time(pid: int) -> int | None:
 
 def is_running(process: ProcessRecord) -> bool:
     return start_time(process.pid) == process.start_time
-
-
-def entering(namespace: str | None) -> list[str]:
-    """The command prefix that runs a program in a lab namespace.
-
-    nsenter joins only the network namespace; unlike `ip netns exec` it makes
-    no mount namespace, which also works where / is not a mount point (chroots).
-    """
-    return ["nsenter", f"--net=/run/netns/{namespace}", "--"] if namespace else []
-
-
-def run_in_namespace(namespace: str | None, argv: list[str], env: dict[str, str] | None = None,
-                     timeout: float = 30) -> subprocess.CompletedProcess:
-    """Run a short command, in a lab namespace when one is named; raise on failure."""
-    full = entering(namespace) + argv
-    merged = {**os.environ, **(env or {})}
-    result = subprocess.run(full, env=merged, capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise LabProcessError(f"{' '.join(argv)} failed: {result.stderr.strip() or result.stdout.strip()}")
-    return result
 
 
 def start_detaching(name: str, namespace: str, argv: list[str], pidfile: Path,
