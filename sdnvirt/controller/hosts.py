@@ -44,7 +44,7 @@ class Hosts:
         self._events = events
         self._on_ready = on_ready  # interfaces just marked ready on a host
         self.ovsdbs: dict[str, HostOvsdb] = {}
-        self._marked: dict[str, set[tuple[str, int]]] = {h: set() for h in topology.hosts}
+        self._marked: dict[str, set[tuple[str, int]]] = {h: set() for h in topology.hosts}  # written, not seen
         self._markers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ready-markers")
         self._heard_from: set[str] = set()
         self._lock = threading.Lock()
@@ -159,6 +159,9 @@ class Hosts:
         ports = self._store.view().ports.get(host)
         if ovsdb is None or ports is None:
             return
+        # Marks written and not shown yet; one the host shows, or whose interface went, is done
+        # with: an interface plugged again under the same name and ofport must be marked again.
+        self._marked[host] &= {(b.interface, b.ofport) for b in ports.bindings if b.ready_at is None}
         fresh = [b for b in ports.bindings if b.ready_at is None and ("port", b.port_id) in programmed
                  and (b.interface, b.ofport) not in self._marked[host]]
         if not fresh:

@@ -10,7 +10,7 @@ import sys
 from sdnvirt.controller.guests.netns_swap import staged_name
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab
-from sdnvirt.linux.netns import NetworkNamespace, entering
+from sdnvirt.linux.netns import NetworkNamespace, checksum_in_software, entering
 from sdnvirt.model.topology import guest_uuid
 from sdnvirt.vswitch.names import INTEGRATION_BRIDGE, guest_port
 from sdnvirt.vswitch.ports import ATTACHED_MAC, IFACE_ID, IFACE_STATUS, READY, VM_ID
@@ -27,6 +27,7 @@ def move_behind_the_controllers_back(lab: Lab, guest_name: str, source: str, des
         with NetworkNamespace(hosts[destination].namespace) as host_ns:
             host_ns.add_veth(port, namespace, staged_name(nic.index))
             host_ns.bring_up(port)
+        checksum_in_software(namespace, staged_name(nic.index))  # as the netns guest kind wires a NIC
         ids = {IFACE_ID: nic.port_id, ATTACHED_MAC: str(nic.mac), IFACE_STATUS: "active",
                VM_ID: guest_uuid(lab.topology.name, guest_name)}
         hosts[destination].openvswitch.vsctl("add-port", INTEGRATION_BRIDGE, port, "--", "set", "Interface", port,
