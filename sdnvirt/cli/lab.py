@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sdnvirt.lab.lab import Lab, LabError, running_labs
+from sdnvirt.lab.lab import Lab, LabError, running_labs, take_down
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.model.loader import load_topology
 
@@ -51,9 +51,9 @@ def _up(args) -> int:
 
 
 def _down(args) -> int:
-    lab = lab_named(args.name)
-    lab.down()
-    print(f"lab {lab.name} removed")
+    name = args.name or lab_named(None).name  # a named lab may be half made: no record, no topology
+    take_down(LabPaths.of(name))
+    print(f"lab {name} removed")
     return 0
 
 
