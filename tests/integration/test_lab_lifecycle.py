@@ -1,5 +1,6 @@
 """lab up is all-or-nothing; lab down removes exactly what the lab made, also after a crash."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -9,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from sdnvirt.lab import netns as lab_netns
 from sdnvirt.lab.guest import NetnsGuest
 from sdnvirt.lab.lab import Lab, LabError
 from sdnvirt.lab.paths import LabPaths
+from sdnvirt.lab.process import running_in
 from sdnvirt.lab.record import LabRecord
 from sdnvirt.linux import netns
+from sdnvirt.linux.netns import entering
 from sdnvirt.model.loader import load_topology
 
 from helpers.guests import nic, ping, wait_until
@@ -201,3 +205,22 @@ def test_down_stops_only_recorded_pids(tmp_path):
     finally:
         decoy.terminate()
         decoy.wait(timeout=10)
+
+
+def test_the_lab_finds_what_runs_in_its_namespaces_and_never_in_the_machines_own():
+    """`lab down` stops what runs in the namespaces the lab recorded; a recorded name bound to the
+    machine's own network namespace (which no lab makes) must not make it stop anything there."""
+    made, machines = "itest-finds-inside", "itest-is-the-machines"
+    netns.make(made)
+    inside = subprocess.Popen([*entering(made), "sleep", "60"])
+    try:
+        netns.netns.attach(machines, os.getpid())  # this test runs in the machine's namespace
+        wait_until(lambda: os.readlink(f"/proc/{inside.pid}/ns/net") != os.readlink("/proc/self/ns/net"))
+        identities = lab_netns.identities([made, machines])
+        assert list(identities) == [made]
+        assert [p.pid for p in running_in(set(identities.values()))] == [inside.pid]
+    finally:
+        inside.kill()
+        inside.wait(timeout=10)
+        netns.remove(made)
+        netns.remove(machines)
