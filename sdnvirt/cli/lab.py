@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 from sdnvirt.lab.lab import Lab, LabError, running_labs, take_down
@@ -42,12 +44,28 @@ def lab_named(name: str | None) -> Lab:
 
 
 def _up(args) -> int:
+    _interrupted_by(signal.SIGINT, signal.SIGTERM)
     topology = load_topology(args.file)
     lab = Lab(topology, LabPaths.of(topology.name))
     lab.up(args.file, ssl=args.ssl)
     print(f"lab {lab.name} is up: {len(topology.hosts)} hosts, {len(topology.guests)} guests "
           f"(folder {lab.paths.root}{', over SSL' if args.ssl else ''})")
     return 0
+
+
+def _interrupted_by(*signals: signal.Signals) -> None:
+    """Ctrl-C, and SIGTERM (from `timeout`, a CI runner), stop `lab up` through its cleanup. A
+    process forked from it (pyroute2 forks helpers, and stops them with SIGTERM; a terminal's
+    Ctrl-C reaches them too) just ends, as it would have without this handler."""
+    builder = os.getpid()
+
+    def interrupt(number: int, _frame) -> None:
+        if os.getpid() != builder:
+            os._exit(128 + number)
+        raise KeyboardInterrupt
+
+    for number in signals:
+        signal.signal(number, interrupt)
 
 
 def _down(args) -> int:

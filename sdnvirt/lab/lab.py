@@ -10,6 +10,7 @@ namespaces, then the folder.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import sys
@@ -111,6 +112,7 @@ class Lab:
         bridges reach it over SSL on the management network, with certificates from
         ovs-pki, and it serves its API there too (HTTPS, with a token), as on real hosts."""
         self._check_free()
+        builder = os.getpid()
         if self.vms():
             build_image()  # before anything is made: it may have to fetch packages
         self.paths.root.mkdir(parents=True)
@@ -138,6 +140,8 @@ class Lab:
             record.complete = True
             record.save()
         except BaseException as error:
+            if os.getpid() != builder:
+                raise  # a process forked part way (pyroute2 forks helpers) leaves the lab to its builder
             cause = str(error) or type(error).__name__
             try:
                 self.down()

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -147,6 +148,31 @@ def take_down_and_check(name: str, when: str) -> None:
     after = lab_traces(name, set(before.namespaces.values()))
     assert after.nothing, f"{when}, left: {after}"
     assert still_running(before.processes) == [], when
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_lab_up_stopped_part_way_removes_what_it_made(stop):
+    """Ctrl-C in a terminal, or `timeout`'s SIGTERM, once the controller runs: sent to the whole
+    process group, as those do, so that helpers `lab up` forked get it too. `lab up` removes
+    all it made, with no `lab down`, and exits 130."""
+    name = load_topology(SMALL).name
+    record = LabPaths.of(name).record
+    up = subprocess.Popen([*SDNVIRT, "lab", "up", str(SMALL)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, start_new_session=True)
+    try:
+        wait_until(lambda: record.exists() and "controller" in [p.name for p in LabRecord.load(record).processes],
+                   timeout=60, interval=0.01)
+        before = lab_traces(name)
+        os.killpg(up.pid, stop)
+        _, errors = up.communicate(timeout=60)
+        assert up.returncode == 130, errors
+        assert "Traceback" not in errors
+        assert lab_traces(name, set(before.namespaces.values())).nothing
+        assert still_running(before.processes) == []
+    finally:
+        up.kill()
+        up.communicate(timeout=10)
+        remove_lab_leftovers(name)
 
 
 def test_down_of_a_folder_without_a_record():

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,8 +63,10 @@ def run(argv: list[str | Path], cwd: Path, timeout: float = 600) -> subprocess.C
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("wheel")
+def work(tmp_path_factory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("wheel")
+    yield folder
+    shutil.rmtree(folder)  # a virtualenv is some 200 MB
 
 
 @pytest.fixture(scope="module")
