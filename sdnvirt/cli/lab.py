@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
-from sdnvirt.lab.lab import Lab, LabError, running_labs
+from sdnvirt.lab.lab import Lab, LabError, running_labs, take_down
 from sdnvirt.lab.paths import LabPaths
 from sdnvirt.model.loader import load_topology
 
@@ -42,6 +44,7 @@ def lab_named(name: str | None) -> Lab:
 
 
 def _up(args) -> int:
+    _interrupted_by(signal.SIGINT, signal.SIGTERM)
     topology = load_topology(args.file)
     lab = Lab(topology, LabPaths.of(topology.name))
     lab.up(args.file, ssl=args.ssl)
@@ -50,10 +53,25 @@ def _up(args) -> int:
     return 0
 
 
+def _interrupted_by(*signals: signal.Signals) -> None:
+    """Ctrl-C, and SIGTERM (from `timeout`, a CI runner), stop `lab up` through its cleanup. A
+    process forked from it (pyroute2 forks helpers, and stops them with SIGTERM; a terminal's
+    Ctrl-C reaches them too) just ends, as it would have without this handler."""
+    builder = os.getpid()
+
+    def interrupt(number: int, _frame) -> None:
+        if os.getpid() != builder:
+            os._exit(128 + number)
+        raise KeyboardInterrupt
+
+    for number in signals:
+        signal.signal(number, interrupt)
+
+
 def _down(args) -> int:
-    lab = lab_named(args.name)
-    lab.down()
-    print(f"lab {lab.name} removed")
+    name = args.name or lab_named(None).name  # a named lab may be half made: no record, no topology
+    take_down(LabPaths.of(name))
+    print(f"lab {name} removed")
     return 0
 
 

@@ -1,13 +1,16 @@
 """A whole lab on this machine: `lab up`, `lab down`, `lab status`.
 
-`up` is all-or-nothing: every namespace and process is recorded as it is
-made, and any failure removes them again before the error is reported.
-`down` removes exactly what the record names, also after a crash, and stops
-processes only by the pids it recorded.
+`up` is all-or-nothing: every namespace is recorded before it is made and
+every process as it starts, and any failure (Ctrl-C too) removes them again
+before the error is reported. `down` removes exactly what the record names,
+also after `up` was killed at any point: the processes by the pids it
+recorded and whatever else runs in the lab's namespaces, then the
+namespaces, then the folder.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import sys
@@ -23,11 +26,20 @@ from sdnvirt.lab import netns as lab_netns
 from sdnvirt.lab.guest import NetnsGuest
 from sdnvirt.lab.host import LabHost
 from sdnvirt.lab.inventory import write_lab_inventory
-from sdnvirt.lab.libvirtd import stop_domains
 from sdnvirt.lab.northbound_server import NORTHBOUND, northbound_remote, start_northbound
 from sdnvirt.lab.paths import SUN_PATH_MAX, LabPaths, labs_root
 from sdnvirt.lab.pki import LabPki
-from sdnvirt.lab.process import LabProcessError, control_plane, is_running, start_background, stop
+from sdnvirt.lab.process import (
+    LabProcessError,
+    NamespaceId,
+    control_plane,
+    is_running,
+    namespace_id,
+    running_in,
+    start_background,
+    stop,
+    stop_all,
+)
 from sdnvirt.lab.record import LabRecord
 from sdnvirt.lab.underlay import (
     API_PORT,
@@ -48,6 +60,7 @@ CONTROLLER_START_TIMEOUT = 30.0
 CONVERGE_TIMEOUT = 60.0
 VM_BOOT_TIMEOUT = 120.0
 POLL_INTERVAL = 0.05
+STOP_ROUNDS = 3  # a stopping daemon may start a helper (libvirtd its hooks); so may that one
 
 
 class LabError(RuntimeError):
@@ -103,6 +116,7 @@ class Lab:
         bridges reach it over SSL on the management network, with certificates from
         ovs-pki, and it serves its API there too (HTTPS, with a token), as on real hosts."""
         self._check_free()
+        builder = os.getpid()
         if self.vms():
             build_image()  # before anything is made: it may have to fetch packages
         self.paths.root.mkdir(mode=0o700, parents=True)  # root's alone: every socket of the lab is in it
@@ -129,19 +143,24 @@ class Lab:
             self.wait_for_agents(self.autostarted_vms())
             record.complete = True
             record.save()
-        except Exception as error:
+        except BaseException as error:
+            if os.getpid() != builder:
+                raise  # a process forked part way (pyroute2 forks helpers) leaves the lab to its builder
             cause = str(error) or type(error).__name__
             try:
                 self.down()
             except LabError as cleanup:
                 cause += f"; cleaning up also failed: {cleanup}"
+            if not isinstance(error, Exception):
+                raise  # Ctrl-C: stopped as asked, with nothing left behind
             raise LabError(f"lab {self.name} could not be built: {cause}") from error
 
     def _check_free(self) -> None:
         if self.paths.record.exists():
             raise LabError(f"lab {self.name} is already up; `sdnvirt lab down {self.name}` removes it")
         if self.paths.root.exists():
-            raise LabError(f"{self.paths.root} exists but holds no lab record; remove it first")
+            raise LabError(f"{self.paths.root} exists but holds no lab record (a `lab up` stopped at its "
+                           f"start); `sdnvirt lab down {self.name}` removes it")
         longest = self.paths.longest_socket(list(self.topology.hosts), list(self.topology.guests))
         if len(str(longest).encode()) > SUN_PATH_MAX:
             raise LabError(f"socket path {longest} is longer than {SUN_PATH_MAX} bytes; "
@@ -304,34 +323,7 @@ class Lab:
         raise LabError(f"the fabric did not converge within {timeout:.0f}s: {status}")
 
     def down(self) -> None:
-        """Remove what the record names: processes by pid, then namespaces, then the folder."""
-        if not self.paths.record.exists():
-            raise LabError(f"no lab named {self.name!r} is up")
-        record = LabRecord.load(self.paths.record)
-
-        def attempt(what: str, action) -> str | None:
-            try:
-                action()
-            except (LabProcessError, OSError) as error:
-                return f"{what}: {error}"
-            return None
-
-        # VMs first (QEMU outlives libvirtd), then every process at once: each may take
-        # seconds to stop, and the lab is going anyway.
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            hosts = list(self.hosts().values()) if self.vms() else []
-            failures = list(pool.map(lambda h: attempt(f"VMs of {h.host.name}", lambda: stop_domains(h.libvirtd)),
-                                     hosts))
-            failures += pool.map(lambda p: attempt(p.name, lambda: stop(p)), reversed(record.processes))
-        failures = [f for f in failures if f]
-        for namespace in reversed(record.namespaces):
-            try:
-                netns.remove(namespace)
-            except OSError as error:
-                failures.append(f"namespace {namespace}: {error}")
-        if failures:
-            raise LabError("; ".join(failures))
-        shutil.rmtree(self.paths.root)
+        take_down(self.paths)
 
     def status(self) -> dict:
         record = LabRecord.load(self.paths.record)
@@ -359,3 +351,52 @@ class Lab:
 def running_labs() -> list[str]:
     root = labs_root()
     return sorted(p.parent.name for p in root.glob("*/lab.json")) if root.exists() else []
+
+
+def take_down(paths: LabPaths) -> None:
+    """Remove the lab in `paths`, whatever state `lab up` left it in: every process it started
+    (also one it did not live to record), then its namespaces, then its folder. A lab that
+    cannot be removed whole keeps its record, so that `lab down` can try again."""
+    if paths.root.resolve().parent != labs_root().resolve() or not paths.root.is_dir():
+        raise LabError(f"no lab named {paths.root.name!r} is up (labs: {', '.join(running_labs()) or 'none'})")
+    if not paths.record.exists():
+        # `lab up` stopped before its first record; it made nothing else than these.
+        made = {paths.topology.name, paths.record.with_suffix(".tmp").name}
+        if not {p.name for p in paths.root.iterdir()} <= made:
+            raise LabError(f"{paths.root} holds no lab record but other files; it is not a lab's folder")
+        shutil.rmtree(paths.root)
+        return
+    record = LabRecord.load(paths.record)
+    namespaces = lab_netns.identities(record.namespaces)
+    failures = _stop_processes(record, set(namespaces.values()))
+    # A namespace that still holds a process stays, or the process could never be found again.
+    holding = {namespace_id(f"/proc/{p.pid}/ns/net") for p in running_in(set(namespaces.values()))}
+    for namespace in reversed(record.namespaces):
+        if namespace in namespaces and namespaces[namespace] in holding:
+            continue
+        try:
+            netns.remove(namespace)
+        except OSError as error:
+            failures.append(f"namespace {namespace}: {error}")
+    if failures:
+        raise LabError("; ".join(failures))
+    shutil.rmtree(paths.root)
+
+
+def _stop_processes(record: LabRecord, namespaces: set[NamespaceId]) -> list[str]:
+    """The recorded processes and everything else that runs in the lab's namespaces (QEMU, which
+    outlives libvirtd; a daemon started just before `lab up` was killed), all at once; again
+    for any that a stopping process started meanwhile (a bounded number of rounds)."""
+    stopping = [p for p in record.processes if is_running(p)]
+    for _ in range(STOP_ROUNDS):
+        known = {p.pid for p in stopping}
+        stopping += [p for p in running_in(namespaces) if p.pid not in known]
+        if not stopping:
+            return []
+        try:
+            stop_all(stopping)
+        except LabProcessError as error:
+            return [str(error)]
+        stopping = []
+    left = running_in(namespaces)
+    return [f"processes keep starting in the lab's namespaces: {', '.join(p.name for p in left)}"] if left else []

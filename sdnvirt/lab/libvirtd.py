@@ -18,8 +18,6 @@ import time
 from functools import cache
 from pathlib import Path
 
-import libvirt
-
 from sdnvirt.compute.hypervisor import libvirt_uri
 from sdnvirt.lab.paths import HostPaths
 from sdnvirt.lab.process import start_background, start_time, stop
@@ -28,6 +26,8 @@ from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
 from sdnvirt.vswitch.ports import READY
 
 START_TIMEOUT = 30.0
+ANSWER_TIMEOUT = 5.0  # seconds libvirtd has to answer `lab down` before it counts as hung
+STOP_TIMEOUT = 30.0  # seconds to stop a host's VMs
 READY_TIMEOUT = 10  # seconds a starting VM waits for its ports to be programmed
 TCP_PORT = 16509
 
@@ -124,13 +124,21 @@ class HostLibvirtd:
         while time.monotonic() < deadline:
             if self.paths.libvirt_socket.is_socket():
                 try:
-                    libvirt.open(self.uri).close()
-                    return
-                except libvirt.libvirtError as failure:
-                    error = str(failure)
+                    answer = subprocess.run(self.virsh("version"), capture_output=True, text=True,
+                                            timeout=ANSWER_TIMEOUT)
+                    if answer.returncode == 0:
+                        return
+                    error = answer.stderr.strip()
+                except subprocess.TimeoutExpired:
+                    error = f"no answer within {ANSWER_TIMEOUT:.0f}s"
             time.sleep(0.05)
         raise LibvirtdError(f"libvirtd of {self.host} did not answer within {START_TIMEOUT:.0f}s ({error}); "
                             f"see {self.paths.logs / 'libvirtd.log'}")
+
+    def virsh(self, *command: str) -> list[str]:
+        """A virsh command line for this libvirtd: run in a process of its own, which can be ended
+        when libvirtd does not answer (libvirt's client waits for an answer without end)."""
+        return ["virsh", "--quiet", "-c", self.uri, *command]
 
 
 @cache
@@ -150,21 +158,21 @@ def mount_propagation() -> str:
     return "unchanged"
 
 
-def stop_domains(libvirtd: HostLibvirtd, timeout: float = 30.0) -> None:
-    """Stop every VM this libvirtd runs: through libvirt, or by the pid files it keeps when it is gone.
+def stop_domains(libvirtd: HostLibvirtd, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop every VM this libvirtd runs: through libvirt while it answers, then any QEMU that is
+    left by the pid file it keeps (QEMU outlives a libvirtd that died or hangs).
 
-    QEMU outlives libvirtd by design, so `lab down` stops VMs first.
+    A stopped libvirtd accepts a connection and never answers: virsh asks, within a deadline.
     """
     try:
-        conn = libvirt.open(libvirtd.uri)
-    except libvirt.libvirtError:
-        conn = None
-    if conn is not None:
-        try:
-            for domain in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
-                domain.destroy()
-        finally:
-            conn.close()
+        listed = subprocess.run(libvirtd.virsh("list", "--name"), capture_output=True, text=True,
+                                timeout=ANSWER_TIMEOUT)
+        running = listed.stdout.split() if listed.returncode == 0 else []
+        if running:
+            subprocess.run(libvirtd.virsh("; ".join(f"destroy {name}" for name in running)), capture_output=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass  # hung: its QEMUs are stopped by pid below
     for pidfile in (libvirtd.paths.libvirt / "run" / "qemu").glob("*.pid"):
         _stop_orphan_qemu(pidfile, timeout)
 
@@ -174,7 +182,7 @@ def _stop_orphan_qemu(pidfile: Path, timeout: float) -> None:
     try:
         pid = int(pidfile.read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # gone, or a pid file QEMU is still writing
         return
     if b"-name" not in cmdline or f"guest={pidfile.stem}".encode() not in b" ".join(cmdline):
         return

@@ -1,7 +1,10 @@
 """The lab's record of everything it made, written as it goes.
 
 `lab down` reads it to remove exactly what the lab made, also after a crash
-part way through `lab up`, so each thing is recorded the moment it exists.
+part way through `lab up`. A namespace is recorded before it is made; a
+process the moment its pid is known, and since every process of the lab runs
+in one of its namespaces, `lab down` also finds one whose pid `lab up` did
+not live to record (see process.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ class ProcessRecord:
     name: str
     pid: int
     start_time: int  # clock ticks since boot, field 22 of /proc/PID/stat
-    pidfile: str
+    pidfile: str = ""  # "" for a process found running in a lab namespace, which keeps none
 
 
 @dataclass
