@@ -108,13 +108,23 @@ def driver(mover: Script, switch_over: FakeSwitchOver | None = None, history=(),
 def ended(migrations: Migrations, migration: Migration) -> Migration:
     done = migrations.wait(migration.id, WAIT)
     assert done.state.final, done.report()
-    deadline_thread = threading.Event()
+    stopped = threading.Event()
     for _ in range(int(WAIT * 100)):  # the driving thread lets go right after the final transition
         if not migrations.driven(done):
             break
-        deadline_thread.wait(0.01)
+        stopped.wait(0.01)
     assert not migrations.driven(done)
     return done
+
+
+def reached(migration: Migration, state: State) -> None:
+    """Until the migration's thread has brought it to `state` (bounded)."""
+    stopped = threading.Event()
+    for _ in range(int(WAIT * 100)):
+        if migration.state == state:
+            return
+        stopped.wait(0.01)
+    raise AssertionError(f"migration {migration.id} is {migration.state}, not {state}, after {WAIT}s")
 
 
 def states(migration: Migration) -> list[str]:
@@ -241,10 +251,7 @@ def test_cancel_while_switching_is_too_late_and_it_completes():
     mover.move = move
     migrations, _ = driver(mover)
     migration = migrations.start("a1", "hv2")
-    for _ in range(1000):
-        if migration.state == State.SWITCHING:
-            break
-        threading.Event().wait(0.01)
+    reached(migration, State.SWITCHING)
     canceller = threading.Thread(target=migrations.cancel, args=(migration.id, WAIT))
     canceller.start()
     gate.set()
@@ -292,10 +299,7 @@ def test_the_watchdog_ends_a_move_past_its_deadline_that_stops_when_asked():
     migrations, _ = driver(mover, clock=clock)
     watchdog = Watchdog(migrations, clock=clock, grace=5.0)
     migration = migrations.start("a1", "hv2")
-    for _ in range(1000):
-        if migration.state == State.PREPARING:
-            break
-        threading.Event().wait(0.01)
+    reached(migration, State.PREPARING)
     watchdog.look()
     assert migration.state == State.PREPARING  # not late yet
     clock.now += DEADLINES[State.PREPARING] + 1
@@ -316,10 +320,7 @@ def test_the_watchdog_ends_a_hung_move_the_way_the_hosts_say(hosts_say, outcome)
     migrations, reports = driver(mover, clock=clock)
     watchdog = Watchdog(migrations, clock=clock, grace=5.0)
     migration = migrations.start("a1", "hv2")
-    for _ in range(1000):
-        if migration.state == State.PREPARING:
-            break
-        threading.Event().wait(0.01)
+    reached(migration, State.PREPARING)
     clock.now += DEADLINES[State.PREPARING] + 1
     watchdog.look()
     assert not migration.state.final  # its thread gets the grace to end it
@@ -358,10 +359,7 @@ def test_signals_move_a_live_migration_on_and_late_ones_change_nothing():
     migrations, _ = driver(mover, switch_over)
     migration = migrations.start("a1", "hv2")
     port = TOPOLOGY.guests["a1"].nics[0].port_id
-    for _ in range(1000):
-        if migration.state == State.PREPARING:
-            break
-        threading.Event().wait(0.01)
+    reached(migration, State.PREPARING)
     migrations.destination_ready("hv3", {port})  # another host: not this migration's
     assert migration.state == State.PREPARING
     migrations.destination_ready("hv2", {port})
