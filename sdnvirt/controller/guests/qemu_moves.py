@@ -12,26 +12,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import libvirt
 
 from sdnvirt.compute.domain import DomainFiles, rehome
-from sdnvirt.compute.hypervisor import libvirt_errors
+from sdnvirt.compute.hypervisor import Hypervisor, libvirt_errors
 from sdnvirt.compute.live_migration import completed_job, job_active, migrate_live
+from sdnvirt.controller.guests.kind import GuestState
 from sdnvirt.controller.migration.move import MoveCancelled, MoveRolledBack, MoveSteps
 from sdnvirt.controller.migration.record import Migration
 from sdnvirt.controller.migration.states import State
 from sdnvirt.errors import Conflict, Failed, SdnvirtError
 
-if TYPE_CHECKING:
-    from sdnvirt.controller.guests.qemu import QemuGuests
-
 LIVE_STATES = ("running", "paused")
 
 
+class VmLives(Protocol):
+    """What a move needs of the VMs' lives (QemuGuests)."""
+
+    def state(self, name: str) -> GuestState: ...
+
+    def hypervisor(self, host: str) -> Hypervisor: ...
+
+    def start(self, name: str) -> GuestState: ...
+
+    def shutdown(self, name: str) -> GuestState: ...
+
+
 class QemuMoves:
-    def __init__(self, guests: QemuGuests, files: Callable[[str, str], DomainFiles],
+    def __init__(self, guests: VmLives, files: Callable[[str, str], DomainFiles],
                  addresses: Callable[[], dict[str, str]]):
         self._guests = guests
         self._files = files
