@@ -47,7 +47,14 @@ def domains(lab, host: str) -> dict[str, bool]:
     """The host's domains as its libvirtd says (name -> active), on a connection of the test's own."""
     connection = libvirt.open(lab.hosts()[host].libvirtd.uri)
     try:
-        return {d.name(): bool(d.isActive()) for d in connection.listAllDomains()}
+        held = {}
+        for domain in connection.listAllDomains():
+            try:
+                held[domain.name()] = bool(domain.isActive())
+            except libvirt.libvirtError as error:  # undefined between the listing and the question
+                if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                    raise
+        return held
     finally:
         connection.close()
 
