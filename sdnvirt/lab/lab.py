@@ -157,6 +157,9 @@ class Lab:
 
     def _check_free(self) -> None:
         if self.paths.record.exists():
+            if not any(is_running(p) for p in LabRecord.load(self.paths.record).processes):
+                raise LabError(f"lab {self.name} was left behind by a run that ended without `lab down` (none of "
+                               f"its processes runs); `sdnvirt lab down {self.name}` removes it")
             raise LabError(f"lab {self.name} is already up; `sdnvirt lab down {self.name}` removes it")
         if self.paths.root.exists():
             raise LabError(f"{self.paths.root} exists but holds no lab record (a `lab up` stopped at its "

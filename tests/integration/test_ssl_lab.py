@@ -17,15 +17,13 @@ import pytest
 
 from sdnvirt.controller.fabric.listener import HANDSHAKE_TIMEOUT, PENDING_PER_PEER
 from sdnvirt.lab import naming
-from sdnvirt.lab.lab import Lab
-from sdnvirt.lab.paths import LabPaths
 from sdnvirt.lab.pki import LabPki
 from sdnvirt.lab.underlay import API_PORT, CONTROLLER_MANAGEMENT_ADDRESS
 from sdnvirt.linux.netns import entering
-from sdnvirt.model.loader import load_topology
 from sdnvirt.vswitch.names import INTEGRATION_BRIDGE, OPENFLOW_PORT, OVSDB_PORT, datapath_id
 
 from helpers.guests import FLOW_MOD_MESSAGES, flow_tables, ping, snooping, wait_until
+from helpers.labs import build_lab_from_text
 
 TOPOLOGY = """\
 name: sec
@@ -67,15 +65,7 @@ except (ssl.SSLError, OSError) as error:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ssl") / "sec.yaml"
-    path.write_text(TOPOLOGY)
-    topology = load_topology(path)
-    lab = Lab(topology, LabPaths.of(topology.name))
-    lab.up(path, ssl=True)
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from build_lab_from_text(TOPOLOGY, tmp_path_factory.mktemp("ssl"), ssl=True)
 
 
 @pytest.fixture(scope="module")
