@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import struct
+import subprocess
 import sys
 import time
 
-from pyroute2 import IPRoute
-
 ANNOUNCE_AT = (0.0, 0.05, 0.2, 0.45, 0.8)  # seconds after resuming, as QEMU announces
+IP_TIMEOUT = 10.0  # seconds for one `ip -batch` of a few link changes
 
 
 def staged_name(index: int) -> str:
@@ -38,30 +39,34 @@ def rarp(mac: bytes) -> bytes:
 
 def switch_links(nics: list[tuple[int, str, str]]) -> float:
     """Inside the guest: stage the new links, and on "go" put them in the old ones' place
-    (index, MAC, IP/prefix); the downtime in ms."""
-    with IPRoute() as ip:
-        for index, mac, _ in nics:
-            ip.link("set", index=ip.link_lookup(ifname=staged_name(index))[0], address=mac, state="up")
-        print("ready", flush=True)
+    (index, MAC, IP/prefix); the downtime in ms. iproute2's `ip -batch` does the link work:
+    fifty guests moving at once start fifty of these programs on two cores, where importing
+    pyroute2 alone costs each of them 0.3 s of CPU."""
+    _ip_batch([f"link set dev {staged_name(index)} address {mac} up" for index, mac, _ in nics])
+    print("ready", flush=True)
+    swap = subprocess.Popen(["ip", "-batch", "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
         if sys.stdin.readline().strip() != "go":  # the controller went away: the guest stays as it is
             raise SystemExit("not told to go: the links stay as they were")
+        leaving = [index for index, _, _ in nics if os.path.exists(f"/sys/class/net/eth{index}")]
         began = time.monotonic()
-        leaving = []
+        lines = []
         for index, _, address in nics:
-            name = f"eth{index}"
-            old = ip.link_lookup(ifname=name)
-            if old:  # out of the way now, deleted later: a veth takes a while to delete
-                ip.link("set", index=old[0], state="down")
-                ip.link("set", index=old[0], ifname=f"old{index}")
-                leaving.append(old[0])
-            new = ip.link_lookup(ifname=staged_name(index))[0]
-            ip.link("set", index=new, state="down")  # a link takes a new name only while down
-            ip.link("set", index=new, ifname=name)
-            ip.addr("add", index=new, address=address.split("/")[0], prefixlen=int(address.split("/")[1]))
-            ip.link("set", index=new, state="up")
+            if index in leaving:  # out of the way now, deleted later: a veth takes a while to delete
+                lines += [f"link set dev eth{index} down", f"link set dev eth{index} name old{index}"]
+            lines += [f"link set dev {staged_name(index)} down",  # a link takes a new name only while down
+                      f"link set dev {staged_name(index)} name eth{index}",
+                      f"addr add {address} dev eth{index}", f"link set dev eth{index} up"]
+        _, errors = swap.communicate("".join(f"{line}\n" for line in lines), timeout=IP_TIMEOUT)
         downtime = (time.monotonic() - began) * 1000
-        for index in leaving:
-            ip.link("del", index=index)
+    finally:
+        if swap.poll() is None:
+            swap.kill()
+            swap.wait()
+    if swap.returncode != 0:
+        raise SystemExit(f"ip -batch: {errors.strip()}")
+    if leaving:
+        _ip_batch([f"link del dev old{index}" for index in leaving])
     sockets = []
     for index, mac, _ in nics:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
@@ -73,6 +78,13 @@ def switch_links(nics: list[tuple[int, str, str]]) -> float:
         for sock, frame in sockets:
             sock.send(frame)
     return downtime
+
+
+def _ip_batch(lines: list[str]) -> None:
+    result = subprocess.run(["ip", "-batch", "-"], input="".join(f"{line}\n" for line in lines),
+                            capture_output=True, text=True, timeout=IP_TIMEOUT)
+    if result.returncode != 0:
+        raise SystemExit(f"ip -batch: {result.stderr.strip()}")
 
 
 def main() -> None:
