@@ -21,7 +21,9 @@ A move goes the way libvirt moves a VM:
    waits until the controller has programmed it (as libvirt's hook does);
 2. copying: nothing to copy, a namespace keeps its state where it is;
 3. switching: every bridge is pointed at the destination (as the source's pause
-   does for a VM), then the guest swaps its links (netns_swap.py): its downtime;
+   does for a VM), then the guest swaps its links (netns_swap.py); its downtime runs
+   from the switch-over's start to its new links being up: answers it sends meanwhile
+   leave by a link the fabric no longer serves;
 4. the source's ports go (as libvirt unplugs the source).
 A move that fails takes its destination ports away again, and switches the fabric
 back if it had switched.
@@ -243,6 +245,7 @@ class NetnsGuests(Kind):
             steps.check_cancel()
             steps.enter(State.SWITCHING)
             switched = True  # from here on the fabric may point at the destination, even if this fails
+            switching_from = time.monotonic()
             steps.switch_over("netns-move")
             out, err = swap.communicate("go\n", timeout=steps.remaining())
             if swap.returncode != 0:
@@ -256,7 +259,7 @@ class NetnsGuests(Kind):
                 steps.switch_back()
                 raise MoveRolledBack(f"{error}; the fabric points at {source} again") from error
             raise
-        migration.hypervisor_downtime_ms = json.loads(out)["downtime_ms"]
+        migration.hypervisor_downtime_ms = round((json.loads(out)["up_at"] - switching_from) * 1000, 3)
         for nic in guest.nics:
             self._plugs.unplug(source, guest_port(nic.port_id))  # its veth went with the guest's old link
         migration.total_ms = round((time.monotonic() - began) * 1000, 1)

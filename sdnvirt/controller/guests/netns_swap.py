@@ -4,19 +4,20 @@ The netns guest kind (netns.py) plugs a staged link for each NIC into the
 destination's bridge, then runs this program inside the guest's namespace:
 it brings the staged links up with the guest's MACs and says "ready"; on "go"
 (after the fabric has switched over) the old links go and the staged ones take
-their names and addresses: that gap is the guest's downtime, measured here in
-milliseconds. Then it announces the guest with RARP frames, at the times QEMU does.
+their names and addresses. It says when they were up (CLOCK_MONOTONIC, one clock
+for every process of the machine), so that the controller can measure the guest's
+downtime from the moment the fabric switched. Then it announces the guest with RARP
+frames, at the times QEMU does.
 
     python -m sdnvirt.controller.guests.netns_swap INDEX,MAC,IP/PREFIX [...]
 
-prints "ready", waits for a line, prints {"downtime_ms": ...}.
+prints "ready", waits for a line, prints {"up_at": SECONDS}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import struct
 import subprocess
@@ -39,17 +40,16 @@ def rarp(mac: bytes) -> bytes:
 
 def switch_links(nics: list[tuple[int, str, str]]) -> float:
     """Inside the guest: stage the new links, and on "go" put them in the old ones' place
-    (index, MAC, IP/prefix); the downtime in ms. iproute2's `ip -batch` does the link work:
-    fifty guests moving at once start fifty of these programs on two cores, where importing
-    pyroute2 alone costs each of them 0.3 s of CPU."""
+    (index, MAC, IP/prefix); when they were up (time.monotonic()). iproute2's `ip -batch`
+    does the link work: fifty guests moving at once start fifty of these programs on two
+    cores, where importing pyroute2 alone costs each of them 0.3 s of CPU."""
     _ip_batch([f"link set dev {staged_name(index)} address {mac} up" for index, mac, _ in nics])
     print("ready", flush=True)
     swap = subprocess.Popen(["ip", "-batch", "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         if sys.stdin.readline().strip() != "go":  # the controller went away: the guest stays as it is
             raise SystemExit("not told to go: the links stay as they were")
-        leaving = [index for index, _, _ in nics if os.path.exists(f"/sys/class/net/eth{index}")]
-        began = time.monotonic()
+        leaving = [index for index, _, _ in nics if _has_link(f"eth{index}")]
         lines = []
         for index, _, address in nics:
             if index in leaving:  # out of the way now, deleted later: a veth takes a while to delete
@@ -58,7 +58,7 @@ def switch_links(nics: list[tuple[int, str, str]]) -> float:
                       f"link set dev {staged_name(index)} name eth{index}",
                       f"addr add {address} dev eth{index}", f"link set dev eth{index} up"]
         _, errors = swap.communicate("".join(f"{line}\n" for line in lines), timeout=IP_TIMEOUT)
-        downtime = (time.monotonic() - began) * 1000
+        up_at = time.monotonic()
     finally:
         if swap.poll() is None:
             swap.kill()
@@ -77,7 +77,16 @@ def switch_links(nics: list[tuple[int, str, str]]) -> float:
         time.sleep(max(0.0, resumed + at - time.monotonic()))
         for sock, frame in sockets:
             sock.send(frame)
-    return downtime
+    return up_at
+
+
+def _has_link(name: str) -> bool:
+    """Whether this namespace has the link (/sys shows the namespace that mounted it, not ours)."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
 
 
 def _ip_batch(lines: list[str]) -> None:
@@ -91,7 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m sdnvirt.controller.guests.netns_swap")
     parser.add_argument("nics", nargs="+", help="INDEX,MAC,IP/PREFIX")
     nics = [(int(i), mac, address) for i, mac, address in (n.split(",") for n in parser.parse_args().nics)]
-    print(json.dumps({"downtime_ms": round(switch_links(nics), 3)}))
+    print(json.dumps({"up_at": switch_links(nics)}))
 
 
 if __name__ == "__main__":
