@@ -24,7 +24,7 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/ruff check sdnvirt tests bench
-	$(PYTEST) -q tests
+	$(PYTEST) -q --durations=20 tests  # the slowest tests: make test must stay under 30 minutes on 2 cores
 
 bench: setup
 	$(VENV)/bin/python bench/converge.py
