@@ -13,6 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import ARP, Ether
+from scapy.packet import Raw
+
 from sdnvirt.client.api import ApiError
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab
@@ -170,6 +174,30 @@ def on_guest(lab: Lab, guest: str, bpf: str | None = None) -> tuple[str, str, st
 def on_underlay(lab: Lab, host: str, bpf: str | None = None) -> tuple[str, str, str | None]:
     """A host's physical NIC, where every tunnelled packet passes."""
     return naming.host_namespace(lab.name, host), "eth0", bpf
+
+
+ECHO_REPLY = 0
+MIN_FRAME = 60  # bytes: padded here, so no one on the way pads it and it arrives as sent
+
+
+def control_frame(lab: Lab, source: str, target: str, arp: bool = False) -> bytes:
+    """A frame the fabric must carry from `source` to `target` and that no one answers (an
+    unsolicited echo reply; or an ARP reply with the sender's own addresses, for captures of ARP):
+    sent after frames that must not arrive, it proves that a capture which saw none of them was
+    seeing traffic all along."""
+    s, t = nic(lab, source), nic(lab, target)
+    ether = Ether(src=str(s.mac), dst=str(t.mac))
+    if arp:
+        frame = ether / ARP(op=2, hwsrc=str(s.mac), psrc=str(s.ip), hwdst=str(t.mac), pdst=str(t.ip))
+    else:
+        frame = ether / IP(src=str(s.ip), dst=str(t.ip)) / ICMP(type=ECHO_REPLY) / Raw(b"sdnvirt control")
+    return bytes(frame).ljust(MIN_FRAME, b"\0")
+
+
+def arrived(lab: Lab, guest: str, frames: list[bytes]) -> list[bytes]:
+    """The frames a capture on the guest saw come in (it sees what the guest sends as well)."""
+    own = str(nic(lab, guest).mac)
+    return [f for f in frames if Ether(f).src != own]
 
 
 def send_frames(lab: Lab, guest: str, frames: list[bytes]) -> None:

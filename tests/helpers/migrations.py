@@ -13,6 +13,10 @@ from sdnvirt.lab.lab import Lab
 from helpers.guests import wait_until
 
 SLOW_COPY = 16  # MiB/s: a 128 MiB guest then copies for about 8 s, time enough to act while it does
+# libvirt's downtime is QEMU's figure, taken on the source; the guest's real pause on the wire (its
+# last reply out of the source tap to its first out of the destination tap) was measured ~20 ms
+# longer (156 vs 175 ms, /work/shared/FACTS.md): the cold translation cache of the new QEMU.
+WIRE_PAUSE_OVER_LIBVIRT_DOWNTIME_MS = 20.0
 
 
 @contextmanager
@@ -37,8 +41,10 @@ def slow_copy(lab: Lab, host: str, vm: str, mib_per_second: int = SLOW_COPY) -> 
     finally:
         connection = libvirt.open(lab.hosts()[host].libvirtd.uri)
         try:
-            if vm in connection.listDefinedDomains() + [d.name() for d in connection.listAllDomains()]:
-                connection.lookupByName(vm).migrateSetMaxSpeed(before)
+            connection.lookupByName(vm).migrateSetMaxSpeed(before)
+        except libvirt.libvirtError as error:  # not a listing first: the VM may leave in between
+            if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
         finally:
             connection.close()
 
@@ -53,3 +59,35 @@ def wait_for_state(lab: Lab, migration_id: int, state: str, timeout: float = 60)
     """The migration's report once it is in `state` (its timeline says it got there)."""
     return wait_until(lambda: (report := lab.api().migration(migration_id))["state"] == state and report,
                       timeout=timeout, interval=0.02)
+
+
+def guest_pause_ms(report: dict) -> float:
+    """How long the moving guest can be silent on the wire, from what was measured of its move: a
+    VM's libvirt downtime plus what the wire adds to it; a netns guest's downtime is measured around
+    its own link swap, so it is the pause itself."""
+    assert report["hypervisor_downtime_ms"] is not None and report["hypervisor_downtime_ms"] > 0, report
+    if report["kind"] == "netns":
+        return report["hypervisor_downtime_ms"]
+    return report["hypervisor_downtime_ms"] + WIRE_PAUSE_OVER_LIBVIRT_DOWNTIME_MS
+
+
+def assert_the_wire_saw_only_the_pause(report: dict) -> None:
+    """The probe judges the migration by the wire: it lost only probes sent into the guest's pause
+    (a window of P ms holds at most P / interval + 1 of them), and it saw the pause (a VM is paused
+    for libvirt's downtime at least: no reply can come out of it meanwhile). A fabric that drops
+    the guest's traffic after the move, or a probe that missed the move, fails it."""
+    pause, interval = guest_pause_ms(report), report["probe_interval_ms"]
+    assert report["probe_sent"] is not None and report["probe_sent"] > 100, report
+    assert report["probe_duplicates"] == 0, report
+    assert report["probe_lost"] <= pause / interval + 1, report
+    assert report["probe_max_gap_ms"] is not None, report
+    if report["kind"] == "netns":
+        # the fabric switches over, then the guest swaps its links: its path changes for as long
+        # as both take (each measured), plus one interval for the last probe answered before
+        assert report["probe_max_gap_ms"] <= report["switchover_ms"] + pause + interval, report
+    else:
+        # Not bounded above yet: FACTS.md's +20 ms does not hold here. Measured (8 migrations, three
+        # orders): gap = libvirt's downtime + 26 to 122 ms, while the fabric had switched 77 to
+        # 211 ms before the resume and the losses stayed in the pause: the rest is the guest's own
+        # silence after it resumed (cold TCG). Bound it once that is measured on its own.
+        assert report["probe_max_gap_ms"] >= report["hypervisor_downtime_ms"], report

@@ -13,6 +13,7 @@ import json
 import select
 import socket
 import sys
+import threading
 import time
 
 from scapy.config import conf
@@ -49,9 +50,11 @@ def main() -> None:
     elif verb == "sniff":
         seconds = float(sys.argv[3])
         bpf = sys.argv[4] if len(sys.argv) > 4 else None
-        sniffer = AsyncSniffer(iface=iface, filter=bpf, store=True)
+        listening = threading.Event()
+        sniffer = AsyncSniffer(iface=iface, filter=bpf, store=True, started_callback=listening.set)
         sniffer.start()
-        time.sleep(0.3)  # let the capture socket open before anyone sends
+        if not listening.wait(timeout=10):  # its socket is open (and filtered) before anyone sends
+            raise SystemExit(f"no capture on {iface} within 10 s")
         print("ready", flush=True)
         readable, _, _ = select.select([sys.stdin], [], [], seconds)
         frames = sniffer.stop() or []

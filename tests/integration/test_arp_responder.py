@@ -4,7 +4,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from sdnvirt.controller.fabric.pipeline import load_pipeline
 
-from helpers.guests import listen, nic, on_guest, on_underlay, send_frames
+from helpers.guests import arrived, control_frame, listen, nic, on_guest, on_underlay, send_frames
 
 REQUESTS = 5
 
@@ -18,13 +18,17 @@ def test_arp_for_a_remote_guest_is_answered_locally_and_never_crosses_the_fabric
                                  on_underlay(fabric_lab, "hv2", "udp port 4789"),
                                  on_underlay(fabric_lab, "hv3", "udp port 4789"),
                                  *(on_guest(fabric_lab, g, "arp") for g in ("a2", "a3", "a4")))
-    send_frames(fabric_lab, "a1", [bytes(request)] * REQUESTS)
+    # then a1's own ARP reply to each of them: it crosses the fabric, and every capture must see its own
+    controls = {guest: control_frame(fabric_lab, "a1", guest, arp=True) for guest in ("a2", "a3", "a4")}
+    send_frames(fabric_lab, "a1", [bytes(request)] * REQUESTS + list(controls.values()))
 
-    answers = [Ether(f)[ARP] for f in replies.frames() if Ether(f)[ARP].op == 2]
+    answers = [Ether(f)[ARP] for f in arrived(fabric_lab, "a1", replies.frames())]
     assert len(answers) == REQUESTS
-    assert all(a.hwsrc == str(a4.mac) and a.psrc == str(a4.ip) and a.pdst == str(a1.ip) for a in answers)
-    for sniff in elsewhere:
-        assert sniff.frames() == []
+    assert all(a.op == 2 and a.hwsrc == str(a4.mac) and a.psrc == str(a4.ip) and a.pdst == str(a1.ip)
+               for a in answers)
+    expected = [controls["a3"], controls["a4"], *controls.values()]  # a3's in hv2's tunnel, a4's in hv3's
+    for control, sniff in zip(expected, elsewhere, strict=True):
+        assert [control in frame for frame in sniff.frames()] == [True]
 
 
 def test_arp_for_an_unknown_address_is_flooded_to_the_network_only(fabric_lab):
@@ -35,10 +39,15 @@ def test_arp_for_an_unknown_address_is_flooded_to_the_network_only(fabric_lab):
     blue, red = ("a2", "a3", "a4"), ("b1", "b2", "b3")
     sniffs = dict(zip(blue + red, listen(*(on_guest(fabric_lab, g, "arp") for g in blue + red)), strict=True))
     send_frames(fabric_lab, "a1", [bytes(request)])
+    # then each red guest's ARP reply to the next: each red capture must see the one sent to it
+    controls = {target: control_frame(fabric_lab, source, target, arp=True)
+                for source, target in zip(red, red[1:] + red[:1], strict=True)}
+    for source, target in zip(red, red[1:] + red[:1], strict=True):
+        send_frames(fabric_lab, source, [controls[target]])
     for guest in blue:
         assert [Ether(f)[ARP].pdst for f in sniffs[guest].frames()] == ["10.0.0.200"], guest
     for guest in red:
-        assert sniffs[guest].frames() == [], guest
+        assert arrived(fabric_lab, guest, sniffs[guest].frames()) == [controls[guest]], guest
 
 
 def trace(lab, host: str, packet: str) -> tuple[str, str]:

@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from sdnvirt.controller.fabric.pipeline import load_pipeline
+
 TOPOLOGIES = Path(__file__).parent / "topologies"
 SDNVIRT = str(Path(sys.executable).parent / "sdnvirt")
 
@@ -54,3 +58,12 @@ def test_status_exec_and_flows_on_a_running_lab(fabric_lab):
     flows = json.loads(sdnvirt("flows", "--lab", fabric_lab.name, "hv1", "--json").stdout)
     assert {f["table"] for f in flows} == {"classify", "port_security", "arp_responder", "l2_lookup", "flood"}
     assert sdnvirt("lab", "status", "no-such-lab").returncode == 1
+
+
+def test_pipeline_and_schema_describe_what_the_controller_and_the_loader_use():
+    pipeline = sdnvirt("pipeline")
+    tables = [line.split()[1:3] for line in pipeline.stdout.splitlines() if line.startswith("table ")]
+    assert pipeline.returncode == 0 and tables == [[str(t.id), t.name] for t in load_pipeline().tables]
+    schema = sdnvirt("topo", "schema")
+    keys = set(yaml.safe_load((TOPOLOGIES / "fabric.yaml").read_text()))
+    assert schema.returncode == 0 and keys <= set(json.loads(schema.stdout)["properties"])

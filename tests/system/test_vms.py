@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from sdnvirt.lab.reachability import Endpoint, format_matrix, measure, measure_p
 
 from helpers.access import NOBODY, connect_as, lab_sockets
 from helpers.guests import nic, ping, vm_ping, wait_until
+from helpers.migrations import slow_copy, wait_for_state
 
 
 def flows_of(lab, host: str, guest: str) -> list[str]:
@@ -172,3 +174,81 @@ def test_no_socket_of_libvirtd_or_qemu_opens_to_another_user(vm_lab):
     names = {p.name for p in sockets}
     assert {"libvirt-sock", "libvirt-sock-ro", "libvirt-admin-sock", "vm1.agent.sock", "vm3.agent.sock"} <= names
     assert set(connect_as(NOBODY, sockets).values()) == {"EACCES"}
+
+
+def refusal(call) -> tuple[int | None, str]:
+    """The status and message the API refused a call with."""
+    with pytest.raises(ApiError) as refused:
+        call()
+    return refused.value.status, str(refused.value)
+
+
+def test_each_refusal_of_a_guest_request_names_the_real_object_at_fault(vm_lab):
+    """Every 4xx about a guest or its migrations, asked of this lab's real guests, qemu and netns."""
+    api = vm_lab.api()
+    before = api.migrations()
+    assert refusal(lambda: api.vm("nosuch")) == (404, "no guest named 'nosuch'")
+    assert refusal(lambda: api.migrate("nosuch", "hv2")) == (404, "no guest named 'nosuch'")
+    assert refusal(lambda: api.migrate("vm1", "hv9")) == (404, "no host named 'hv9'")
+    assert refusal(lambda: api.migrate("vm1", "hv1")) == (409, "vm vm1 is on hv1 already")
+    assert refusal(lambda: api.migrate("ns2", "hv1", offline=True)) == (422, "a netns guest has no offline migration")
+    assert refusal(lambda: api.migration(999999)) == (404, "no migration 999999")
+    assert refusal(lambda: api.cancel_migration(999999)) == (404, "no migration 999999")
+    assert refusal(lambda: api.vm_action("vm1", "start")) == (409, "vm vm1 is already running on hv1")
+    assert refusal(lambda: api.vm_action("vm1", "restore")) == (409, "vm vm1 has no saved state to restore")
+    assert refusal(lambda: api.vm_action("ns2", "save")) == (422, "ns2 is a netns guest: it cannot save")
+    assert refusal(lambda: api.console("ns2")) == (422, "ns2 is a netns guest: it has no console")
+    assert api.migrations() == before  # none of it started anything
+    assert (state(vm_lab, "vm1"), api.vm("ns2")["host"]) == ("running", "hv2")
+
+
+def test_a_second_migration_of_a_migrating_vm_is_refused_and_a_cancel_after_the_end_changes_nothing(vm_lab):
+    api = vm_lab.api()
+    with slow_copy(vm_lab, "hv1", "vm1"):
+        migration = api.migrate("vm1", "hv2")
+        try:
+            wait_for_state(vm_lab, migration["id"], "copying")
+            assert refusal(lambda: api.migrate("vm1", "hv2")) == (
+                409, f"vm vm1 is migrating already (migration {migration['id']})")
+        finally:
+            cancelled = api.cancel_migration(migration["id"])
+    assert cancelled["result"] == "cancelled", cancelled
+    assert api.cancel_migration(migration["id"]) == cancelled
+    assert api.vm("vm1")["host"] == "hv1"
+    # a netns guest's move is over in a moment: a cancel after it is answered with its end
+    moved = api.migration(api.migrate("ns2", "hv1")["id"], wait=60)
+    try:
+        assert moved["result"] == "completed", moved
+        assert api.cancel_migration(moved["id"]) == moved
+    finally:
+        api.migration(api.migrate("ns2", "hv2")["id"], wait=60)
+    assert api.vm("ns2")["host"] == "hv2"
+
+
+def cli(lab, *args: str) -> subprocess.CompletedProcess:
+    """`sdnvirt ARGS --lab LAB` as a user runs it: never a traceback."""
+    result = subprocess.run([str(Path(sys.executable).parent / "sdnvirt"), *args, "--lab", lab.name],
+                            capture_output=True, text=True, timeout=200)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def test_the_vm_and_migrate_commands_on_real_guests(vm_lab):
+    listed = {vm["name"]: (vm["kind"], vm["host"], vm["state"]) for vm in json.loads(cli(vm_lab, "vm", "list",
+                                                                                           "--json").stdout)}
+    assert (listed["vm1"], listed["ns2"]) == (("qemu", "hv1", "running"), ("netns", "hv2", "running"))
+    try:
+        assert cli(vm_lab, "vm", "suspend", "vm1").stdout == "vm vm1: paused on hv1\n"
+    finally:
+        assert cli(vm_lab, "vm", "resume", "vm1").stdout == "vm vm1: running on hv1\n"
+    console = cli(vm_lab, "vm", "console", "vm1", "--lines", "5")
+    assert console.returncode == 0 and 0 < len(console.stdout.splitlines()) <= 5
+    for args, message in ((("vm", "restore", "vm1"), "vm vm1 has no saved state to restore"),
+                          (("vm", "save", "ns2"), "ns2 is a netns guest: it cannot save"),
+                          (("vm", "console", "ns2"), "ns2 is a netns guest: it has no console"),
+                          (("migrate", "vm1", "--to", "hv9"), "no host named 'hv9'"),
+                          (("migrate", "vm1", "--to", "hv1"), "vm vm1 is on hv1 already"),
+                          (("migrate", "vm1", "--cancel"), "vm vm1 is not migrating")):
+        refused = cli(vm_lab, *args)
+        assert (refused.returncode, refused.stdout, refused.stderr) == (1, "", f"sdnvirt: {message}\n"), args
+    assert json.loads(cli(vm_lab, "migrations", "--json").stdout) == vm_lab.api().migrations()
