@@ -10,6 +10,7 @@ has not learned yet for ports that are gone), or until READY_TIMEOUT passes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -116,7 +117,14 @@ class Hosts:
         if ports.host not in self.topology.hosts:
             return  # a host being removed
         before = self._store.view().ports.get(ports.host)
-        self._fabric.apply(self._store.set_host_ports(ports))
+        shown = {(b.interface, b.ofport) for b in ports.bindings if b.ready_at is not None}
+        self._marker_task(self._marks_shown, ports.host, shown)  # in order with the marks written
+        change = self._store.set_host_ports(ports)
+        self._fabric.apply(change)
+        if not change:
+            # No flow to change, yet a port may want its mark: libvirt starting a VM again deletes
+            # and adds its interface in one transaction (the same name, ofport and ids, unmarked).
+            self.mark_ready(ports.host, self._fabric.programmed(ports.host))
         self._publish_bindings(ports.host, before.bindings if before else (), ports.bindings)
         with self._ports_changed:
             self._heard_from.add(ports.host)
@@ -151,17 +159,27 @@ class Hosts:
     def mark_ready(self, host: str, programmed: frozenset[OwnerKey]) -> None:
         """Tell the host (its OVSDB) which guest interfaces its bridge now holds the flows of.
         The write happens on a thread of its own: a reconciler must never wait for an OVSDB."""
-        if not self._stopped.is_set():
-            self._markers.submit(self._write_ready_markers, host, programmed)
+        self._marker_task(self._write_ready_markers, host, programmed)
+
+    def _marker_task(self, task: Callable[..., None], *args: object) -> None:
+        """Marks are written and forgotten on one thread, in the order asked."""
+        with contextlib.suppress(RuntimeError):  # stopped: no more marks
+            self._markers.submit(task, *args)
+
+    def _marks_shown(self, host: str, shown: set[tuple[str, int]]) -> None:
+        """The host shows these marks: done with. An interface plugged again later under the same
+        name and ofport is another one, to be marked again."""
+        if host in self._marked:
+            self._marked[host] -= shown
 
     def _write_ready_markers(self, host: str, programmed: frozenset[OwnerKey]) -> None:
         ovsdb = self.ovsdbs.get(host)
         ports = self._store.view().ports.get(host)
         if ovsdb is None or ports is None:
             return
-        # Marks written and not shown yet; one the host shows, or whose interface went, is done
-        # with: an interface plugged again under the same name and ofport must be marked again.
-        self._marked[host] &= {(b.interface, b.ofport) for b in ports.bindings if b.ready_at is None}
+        # Marks written and not shown yet (_marks_shown forgets those shown); one whose interface
+        # went is done with too.
+        self._marked[host] &= {(b.interface, b.ofport) for b in ports.bindings}
         fresh = [b for b in ports.bindings if b.ready_at is None and ("port", b.port_id) in programmed
                  and (b.interface, b.ofport) not in self._marked[host]]
         if not fresh:

@@ -1,8 +1,9 @@
 """`sdnvirt diff` and `sdnvirt apply`: a running lab follows an edited file, by difference.
 
-The tests run in order on one lab: the edit adds a segment, a host, a network,
-a guest and a NIC and removes a guest, while a ping between two untouched
-guests keeps going; then the original file takes it all back.
+The tests share one lab, each from the file it needs applied first (in any
+order): the edit adds a segment, a host, a network, a guest and a NIC and
+removes a guest, while a ping between two untouched guests keeps going; the
+original file takes it all back.
 """
 
 import json
@@ -82,11 +83,19 @@ def running(lab: Lab) -> Lab:
     return Lab.open(lab.name)
 
 
+def applied(lab: Lab, file: Path) -> Lab:
+    """The lab once it follows `file` (nothing to do when it does already)."""
+    result = sdnvirt("apply", str(file))
+    assert result.returncode == 0, result.stderr
+    return running(lab)
+
+
 def ports(lab: Lab, host: str) -> list[str]:
     return running(lab).hosts()[host].openvswitch.vsctl("list-ports", "br-int").split()
 
 
 def test_diff_says_what_apply_would_do_and_changes_nothing(lab, files):
+    applied(lab, files / "base.yaml")
     generation = lab.api().topology()["generation"]
     result = sdnvirt("diff", str(files / "edited.yaml"))
     assert result.returncode == 0, result.stderr
@@ -97,6 +106,7 @@ def test_diff_says_what_apply_would_do_and_changes_nothing(lab, files):
 
 
 def test_apply_adds_and_removes_live_and_running_traffic_loses_nothing(lab, files):
+    applied(lab, files / "base.yaml")
     with steady_ping(lab, "a1", "10.0.0.12", count=1500, interval=0.01) as steady:
         result = sdnvirt("apply", str(files / "edited.yaml"))
         pinged = steady.result()
@@ -131,6 +141,7 @@ def test_a_change_that_cannot_be_applied_is_refused_whole(lab, files):
 
 
 def test_a_host_that_holds_a_migrated_guest_cannot_go(lab, files):
+    applied(lab, files / "edited.yaml")
     moved = sdnvirt("migrate", "a2", "--to", "hv3", "--lab", "apl")
     assert moved.returncode == 0, moved.stderr
     result = sdnvirt("apply", str(files / "base.yaml"))
@@ -142,6 +153,7 @@ def test_a_host_that_holds_a_migrated_guest_cannot_go(lab, files):
 
 
 def test_applying_the_original_file_takes_it_all_back(lab, files):
+    applied(lab, files / "edited.yaml")
     result = sdnvirt("apply", str(files / "base.yaml"))
     assert result.returncode == 0, result.stderr
     now = running(lab)
@@ -158,8 +170,14 @@ def test_applying_the_original_file_takes_it_all_back(lab, files):
     assert naming.segment_bridge("rack3") not in links
 
 
-def test_the_event_stream_told_what_happened(lab):
+def test_the_event_stream_told_what_happened(lab, files):
     """`GET /events` (server-sent events) keeps what the applies and the migration did."""
+    applied(lab, files / "edited.yaml")
+    for host in ("hv3", "hv2"):
+        moved = sdnvirt("migrate", "a2", "--to", host, "--lab", "apl")
+        assert moved.returncode == 0, moved.stderr
+    applied(lab, files / "base.yaml")
+
     def told(events, kind, **data) -> bool:
         return any(e["kind"] == kind and data.items() <= e["data"].items() for e in events)
 

@@ -8,6 +8,8 @@ from scapy.layers.l2 import Ether
 from sdnvirt.lab.migration_probe import migrate
 from sdnvirt.lab.reachability import format_matrix, measure
 from sdnvirt.lab.traffic import tcp_transfer, udp_exchange
+from sdnvirt.vswitch.names import INTEGRATION_BRIDGE, guest_port
+from sdnvirt.vswitch.ports import ATTACHED_MAC, IFACE_ID, IFACE_STATUS, READY, VM_ID
 
 from helpers.guests import control_frame, in_guest, listen, nic, on_guest, ping, send_frames
 from helpers.traffic import assert_tcp_intact_both_ways, assert_udp_intact_both_ways
@@ -92,3 +94,20 @@ def test_overlapping_addresses_answer_within_their_own_tenant(fabric_lab):
         assert ping(fabric_lab, source, "10.0.0.11") == 3
         neighbour = in_guest(fabric_lab, source, "ip", "neigh", "show", "10.0.0.11").stdout
         assert str(nic(fabric_lab, owner).mac) in neighbour, (source, neighbour)
+
+
+def test_an_interface_plugged_again_as_it_was_is_marked_ready_again(fabric_lab):
+    """libvirt starting a VM again deletes and adds its port in one OVSDB transaction: the
+    controller sees the same binding (name, ofport, ids) without its ready mark and has no flow
+    to change; it must mark it all the same, or the VM's start waits on libvirt's hook for ever."""
+    port = guest_port(nic(fabric_lab, "a2").port_id)
+    ovs = fabric_lab.hosts()[fabric_lab.topology.guests["a2"].host].openvswitch
+    ids = {key: ovs.vsctl("get", "Interface", port, f"external_ids:{key}").strip().strip('"')
+           for key in (IFACE_ID, ATTACHED_MAC, VM_ID, IFACE_STATUS)}
+    ofport = ovs.vsctl("get", "Interface", port, "ofport").strip()
+    ovs.vsctl("--", "--if-exists", "del-port", INTEGRATION_BRIDGE, port, "--", "add-port", INTEGRATION_BRIDGE, port,
+              "--", "set", "Interface", port, *(f'external_ids:{key}="{value}"' for key, value in ids.items()))
+    assert ovs.vsctl("get", "Interface", port, "ofport").strip() == ofport  # the same binding, as libvirt's
+    ovs.vsctl("--timeout=10", "wait-until", "Interface", port, f"external_ids:{READY}=true")
+    assert ping(fabric_lab, "a1", str(nic(fabric_lab, "a2").ip)) == 3
+    assert tcp_transfer(fabric_lab, "a1", "a2", 2**20).intact

@@ -125,6 +125,11 @@ class Fabric:
                     sync.request(change.owners)
         return Applied(sent, (time.monotonic() - began) * 1000)
 
+    def programmed(self, host: str) -> frozenset[OwnerKey]:
+        """The owners whose flows the host's bridge holds now (none while it is not in sync)."""
+        sync = self.syncs.get(host)
+        return sync.programmed() if sync is not None else frozenset()
+
     def stop(self) -> None:
         for sync in self.syncs.values():
             sync.stop()

@@ -110,6 +110,13 @@ class SwitchSync:
                 return RETRYING
             return IN_SYNC if self.in_sync else SYNCING
 
+    def programmed(self) -> frozenset[OwnerKey]:
+        """The owners whose flows the bridge holds now, as desired (none while it is not in sync)."""
+        with self._cond:
+            if self._channel is None or not self.in_sync or self._desired is None:
+                return frozenset()
+            return frozenset(self._desired)
+
     def attach(self, channel: SwitchChannel) -> None:
         with self._cond:
             self._channel = channel
