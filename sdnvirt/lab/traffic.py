@@ -39,6 +39,7 @@ DONE_INTERVAL = 0.5  # seconds between two looks for a VM's job's end: each look
 ECHO_SILENCE = 10  # seconds without a datagram after which a UDP echo ends by itself
 SLOWEST_RATE = 200_000  # bytes/s: a transfer slower than this (TCG guests do >1 MB/s) has failed
 TRANSFER_MARGIN = 20.0  # seconds on top of what the size takes at SLOWEST_RATE
+RECEIVER_GRACE = 5.0  # seconds the receiver of a failed transfer has to say how it ended
 
 _ports = itertools.count(5001)  # each check its own port: no listener ever meets an old connection
 
@@ -188,8 +189,9 @@ class VmJob:
                 raise TrafficError(f"{self.vm}: {self.name} did not end within {timeout:.0f}s")
             time.sleep(DONE_INTERVAL)
         if status[1].strip() != "0":
-            raise TrafficError(f"{self.vm}: {self.name} failed ({status[1].strip()}): "
-                               f"{self._exec(f'cat {self.files}.err')[1].strip()[-500:]}")
+            # with the guest's room and its kernel's last words: a full root or an OOM kill says so
+            said = self._exec(f"cat {self.files}.err; df -k / | tail -1; dmesg | tail -3")[1]
+            raise TrafficError(f"{self.vm}: {self.name} failed ({status[1].strip()}): {said.strip()[-800:]}")
         return self._exec(f"cat {self.files}.out")[1].strip()
 
     def stop(self) -> None:
@@ -354,7 +356,15 @@ class TcpStream:
     def result(self) -> TcpResult:
         """Once both ends are done."""
         deadline = self.began + self.limit
-        sent = Tally.parse(self.sender.output(max(1.0, deadline - time.monotonic())))
+        try:
+            sent = Tally.parse(self.sender.output(max(1.0, deadline - time.monotonic())))
+        except TrafficError as error:  # what the receiving end said of it, too
+            try:
+                self.receiver.output(RECEIVER_GRACE)
+                receiver = "ended well"
+            except TrafficError as receiver_error:
+                receiver = str(receiver_error)
+            raise TrafficError(f"{error}; the receiver: {receiver}") from error
         received = Tally.parse(self.receiver.output(max(1.0, deadline - time.monotonic())))
         return TcpResult(self.source, self.target, self.size, sent, received, time.monotonic() - self.began)
 
