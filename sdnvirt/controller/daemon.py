@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the controller could not start: {error}", file=sys.stderr)
         controller.stop()
         return 1
-    controller.fabric.ready.wait(READY_TIMEOUT)
+    controller.fabric.wait_ready(READY_TIMEOUT)
     # What start-up made lives as long as the process: the collector need never scan it
     # again. A full collection of it took 150 ms here, long enough to miss a switch-over.
     gc.collect()

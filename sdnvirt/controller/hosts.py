@@ -130,9 +130,9 @@ class Hosts:
             self._heard_from.add(ports.host)
             everyone = self._heard_from >= set(self.topology.hosts)
             self._ports_changed.notify_all()
-        if everyone and not self._fabric.ready.is_set():
+        if everyone and not self._fabric.is_ready():
             LOG.info("every host's ports are known: programming bridges")
-            self._fabric.ready.set()
+            self._fabric.ports_known()
 
     def _publish_bindings(self, host: str, before, after) -> None:
         def keyed(bindings) -> dict:
@@ -148,11 +148,11 @@ class Hosts:
                                                  "interface": interface, "ofport": ofport})
 
     def _ready_anyway(self) -> None:
-        if not self._fabric.ready.is_set():
+        if not self._fabric.is_ready():
             with self._lock:
                 missing = sorted(set(self.topology.hosts) - self._heard_from)
             LOG.warning("no OVSDB answer from %s after %.0fs: programming the others", missing, READY_TIMEOUT)
-            self._fabric.ready.set()
+            self._fabric.ports_known()
 
     # -- ready marks ---------------------------------------------------------------------------
 

@@ -62,7 +62,7 @@ class FabricStatus:
             }
         return {
             "topology": self._topology().name,
-            "ready": self._fabric.ready.is_set(),
+            "ready": self._fabric.is_ready(),
             "converged": all(h["openflow_connected"] and h["in_sync"] for h in hosts.values()),
             "uptime_s": round(time.time() - self.started_at, 1),
             "unknown_switches": self._fabric.unknown_switches,

@@ -27,7 +27,7 @@ from sdnvirt.lab.lab import Lab
 from sdnvirt.lab.process import LabProcessError, control_plane, start_detaching, stop
 from sdnvirt.lab.record import LabRecord, ProcessRecord
 from sdnvirt.linux import netns
-from sdnvirt.linux.netns import NetworkNamespace, run_in_namespace
+from sdnvirt.linux.netns import CommandError, NetworkNamespace, run_in_namespace
 from sdnvirt.vswitch.names import interface_name
 
 OVN_BRIDGE = "br-ovn"
@@ -138,7 +138,7 @@ class OvnFabric:
             try:
                 self._unconfigure(self.hosts[name])
                 self._chassis.remove(name)
-            except LabProcessError as error:
+            except CommandError as error:  # ovs-vsctl failed or hung: the rest is removed all the same
                 failures.append(f"{name}: {error}")
         for namespace in reversed(self._namespaces):
             try:

@@ -140,10 +140,16 @@ def entering(namespace: str | None) -> list[str]:
 
 def run_in_namespace(namespace: str | None, argv: list[str], env: dict[str, str] | None = None,
                      timeout: float = 30) -> subprocess.CompletedProcess:
-    """Run a short command, in a lab namespace when one is named; raise on failure."""
+    """Run a short command, in a lab namespace when one is named; CommandError when it fails,
+    cannot start, or outlives `timeout` (one error for a caller to catch, whatever went wrong)."""
     full = entering(namespace) + argv
     merged = {**os.environ, **(env or {})}
-    result = subprocess.run(full, env=merged, capture_output=True, text=True, timeout=timeout)
+    try:
+        result = subprocess.run(full, env=merged, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise CommandError(f"{' '.join(argv)} did not end within {timeout:.0f}s") from None
+    except OSError as error:
+        raise CommandError(f"{' '.join(argv)} could not start: {error}") from None
     if result.returncode != 0:
         raise CommandError(f"{' '.join(argv)} failed: {result.stderr.strip() or result.stdout.strip()}")
     return result

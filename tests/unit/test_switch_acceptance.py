@@ -29,7 +29,6 @@ def fabric():
     fabric = Fabric(MemoryStore(TOPOLOGY), load_pipeline(), lambda host, owners: None, CERTIFICATES.get)
     yield fabric
     fabric.stop()
-    fabric.ready.set()  # the stopped reconcilers' threads wait for it, then end
 
 
 def connection(dpid: int, certificate: str | None) -> SimpleNamespace:

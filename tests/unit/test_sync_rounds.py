@@ -221,7 +221,7 @@ def test_a_switch_over_that_fails_on_one_bridge_programs_the_others_and_holds_no
     try:
         for switch in switches.values():
             assert fabric.switch_connected(switch)
-        fabric.ready.set()
+        fabric.ports_known()
         wait_until(lambda: all(s.in_sync for s in fabric.syncs.values()), timeout=WAIT, interval=0.005)
 
         switches["hv2"].fail("send", TypeError("a bug"))
@@ -239,3 +239,16 @@ def test_a_switch_over_that_fails_on_one_bridge_programs_the_others_and_holds_no
         wait_until(lambda: fabric.syncs["hv2"].state == IN_SYNC, timeout=WAIT, interval=0.005)
     finally:
         fabric.stop()
+
+
+def test_a_fabric_stopped_before_every_hosts_ports_are_known_ends_its_bridges_threads():
+    """A controller that stops while it still waits for a host's OVSDB leaves no thread behind."""
+    before = set(threading.enumerate())
+    fabric = Fabric(MemoryStore(TOPOLOGY), PIPELINE, lambda host, owners: None, lambda host: None)
+    threads = [t for t in threading.enumerate() if t not in before and t.name.startswith("sync-")]
+    assert len(threads) == len(TOPOLOGY.hosts)
+    assert fabric.switch_connected(FakeSwitch(datapath_id(TOPOLOGY.name, "hv1")))
+    fabric.stop()
+    for thread in threads:
+        thread.join(WAIT)
+    assert [t.name for t in threads if t.is_alive()] == []

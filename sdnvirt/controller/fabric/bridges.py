@@ -44,7 +44,7 @@ class Fabric:
         self.pipeline = pipeline
         # Set once every host's OVSDB has been read: before that, a reconciler
         # would take ports it has not learned yet for ports that are gone.
-        self.ready = threading.Event()
+        self._ready = threading.Event()
         self._on_synced = on_synced
         self._bridge_certificate = bridge_certificate  # host -> the name its bridge's certificate must carry
         self._hosts_by_dpid: dict[int, str] = {}
@@ -57,13 +57,25 @@ class Fabric:
     def use_hosts(self, topology: Topology) -> None:
         """A reconciler for every host of the topology; those of hosts gone are stopped.
         Both maps are replaced whole: other threads read them without a lock."""
-        syncs = {h: self.syncs.get(h) or SwitchSync(h, self._compiler(h), self.ready, self._on_synced)
+        syncs = {h: self.syncs.get(h) or SwitchSync(h, self._compiler(h), self._ready, self._on_synced)
                  for h in sorted(topology.hosts)}
         gone = [sync for host, sync in self.syncs.items() if host not in syncs]
         self._hosts_by_dpid = {datapath_id(topology.name, h): h for h in topology.hosts}
         self.syncs = syncs
         for sync in gone:
             sync.stop()
+
+    def ports_known(self) -> None:
+        """Every host's ports are known (or the wait for the rest ended): program the bridges."""
+        self._ready.set()
+        for sync in self.syncs.values():
+            sync.wake()
+
+    def is_ready(self) -> bool:
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self._ready.wait(timeout)
 
     def _compiler(self, host: str) -> Compiler:
         def compile_owners(owners: frozenset[OwnerKey] | None):

@@ -161,6 +161,11 @@ class SwitchSync:
             finally:
                 sending.abandon()
 
+    def wake(self) -> None:
+        """Look again whether a round is due (the fabric became ready)."""
+        with self._cond:
+            self._cond.notify()
+
     def stop(self) -> None:
         with self._cond:
             self._stopped = True
@@ -205,7 +210,6 @@ class SwitchSync:
             self._cond.notify()
 
     def _run(self) -> None:
-        self._ready.wait()
         while True:
             with self._cond:
                 while not self._stopped and not self._due():
@@ -216,7 +220,8 @@ class SwitchSync:
                 self._attempt(self._round_if_pending)
 
     def _due(self) -> bool:
-        return self._channel is not None and self._work_pending() and time.monotonic() >= self._retry_at
+        return (self._ready.is_set() and self._channel is not None and self._work_pending()
+                and time.monotonic() >= self._retry_at)
 
     def _until_retry(self) -> float | None:
         """How long a pending retry still waits; None: until notified."""
