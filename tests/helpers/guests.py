@@ -57,6 +57,10 @@ class PingResult:
     def lost(self) -> int:
         return self.transmitted - self.received
 
+    def straddles(self, moment: float) -> bool:
+        """Answers came before and after `moment` (epoch seconds): a fault then came mid-traffic."""
+        return bool(self.answered_at) and self.answered_at[0] < moment < self.answered_at[-1]
+
     def longest_gap(self) -> float:
         """The longest time without an answer, in seconds."""
         return max((b - a for a, b in zip(self.answered_at, self.answered_at[1:], strict=False)), default=0.0)
