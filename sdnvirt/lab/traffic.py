@@ -160,7 +160,9 @@ class VmJob:
     def __init__(self, lab: Lab, vm: str, name: str, script: str, limit: float):
         self.api, self.vm, self.name = lab.api(), vm, name
         self.files = self.files_of(name)
-        job = f"{script}\necho $? > {self.files}.exit"
+        # The status is written aside and renamed into place: a look in between the shell's
+        # creating the file and writing it would read an empty status.
+        job = f"{script}\necho $? > {self.files}.status && mv {self.files}.status {self.files}.exit"
         self._exec(f"rm -f {self.files}.*; setsid timeout -s KILL {int(limit) + 1} sh -c {shlex.quote(job)}"
                    f" < /dev/null > {self.files}.out 2> {self.files}.err & echo $! > {self.files}.pid")
 
@@ -189,8 +191,9 @@ class VmJob:
                 raise TrafficError(f"{self.vm}: {self.name} did not end within {timeout:.0f}s")
             time.sleep(DONE_INTERVAL)
         if status[1].strip() != "0":
-            # with the guest's room and its kernel's last words: a full root or an OOM kill says so
-            said = self._exec(f"cat {self.files}.err; df -k / | tail -1; dmesg | tail -3")[1]
+            # with the guest's memory (its root is RAM) and its kernel's last words: an OOM kill says so
+            said = self._exec(f"cat {self.files}.err; grep -E 'MemFree|MemAvailable|Shmem:' /proc/meminfo; "
+                              f"dmesg | tail -5")[1]
             raise TrafficError(f"{self.vm}: {self.name} failed ({status[1].strip()}): {said.strip()[-800:]}")
         return self._exec(f"cat {self.files}.out")[1].strip()
 

@@ -304,6 +304,8 @@ def test_malformed_announcements_reach_the_controller_and_are_dropped_as_malform
 
     assert send(lab, HOSTILE, frames, rate=50).sent == len(frames)
     wait_until(lambda: packet_ins(lab)["announcements"] > counters["announcements"])
+    # A flow's counters follow the datapath's a revalidator round later (up to a second).
+    wait_until(lambda: to_controller(lab, HOSTILE) - sent_up >= len(frames))
 
     assert to_controller(lab, HOSTILE) - sent_up == len(frames)
     assert delta(packet_ins(lab), counters) == {**dict.fromkeys(counters, 0), "malformed": len(frames) - 1,
