@@ -160,9 +160,9 @@ class VmJob:
     def __init__(self, lab: Lab, vm: str, name: str, script: str, limit: float):
         self.api, self.vm, self.name = lab.api(), vm, name
         self.files = self.files_of(name)
-        # The status is written aside and renamed into place: a look in between the shell's
-        # creating the file and writing it would read an empty status.
-        job = f"{script}\necho $? > {self.files}.status && mv {self.files}.status {self.files}.exit"
+        # The script runs in a subshell, so that its `exit` still leaves a status; the status is
+        # written aside and renamed into place, so that no look reads it half written.
+        job = f"(\n{script}\n)\necho $? > {self.files}.status && mv {self.files}.status {self.files}.exit"
         self._exec(f"rm -f {self.files}.*; setsid timeout -s KILL {int(limit) + 1} sh -c {shlex.quote(job)}"
                    f" < /dev/null > {self.files}.out 2> {self.files}.err & echo $! > {self.files}.pid")
 
@@ -188,14 +188,19 @@ class VmJob:
         deadline = time.monotonic() + timeout
         while (status := self._exec(f"cat {self.files}.exit"))[0] != 0:
             if time.monotonic() > deadline:
-                raise TrafficError(f"{self.vm}: {self.name} did not end within {timeout:.0f}s")
+                raise TrafficError(f"{self.vm}: {self.name} did not end within {timeout:.0f}s; {self._guest_state()}")
             time.sleep(DONE_INTERVAL)
         if status[1].strip() != "0":
-            # with the guest's memory (its root is RAM) and its kernel's last words: an OOM kill says so
-            said = self._exec(f"cat {self.files}.err; grep -E 'MemFree|MemAvailable|Shmem:' /proc/meminfo; "
-                              f"dmesg | tail -5")[1]
-            raise TrafficError(f"{self.vm}: {self.name} failed ({status[1].strip()}): {said.strip()[-800:]}")
+            said = self._exec(f"cat {self.files}.err")[1].strip()[-400:]
+            raise TrafficError(f"{self.vm}: {self.name} failed ({status[1].strip()}): {said}; {self._guest_state()}")
         return self._exec(f"cat {self.files}.out")[1].strip()
+
+    def _guest_state(self) -> str:
+        """What the guest says of itself once a job failed: how long it has been up and which of the
+        job's files it has (a guest that rebooted lost them), its memory (its root is RAM: a full
+        root is an OOM) and its kernel's last lines."""
+        return self._exec(f"echo up $(cut -d' ' -f1 /proc/uptime) s; ls {self.files}.* 2>&1; "
+                          f"grep -E 'MemFree|MemAvailable|Shmem:' /proc/meminfo; dmesg | tail -5")[1].strip()[-800:]
 
     def stop(self) -> None:
         self._exec(f"test -e {self.files}.exit || kill -KILL -$(cat {self.files}.pid) 2>/dev/null; "
