@@ -17,6 +17,10 @@ from sdnvirt.vswitch.names import INTEGRATION_BRIDGE, PROTOCOLS, tunnel_port
 from sdnvirt.vswitch.ports import REMOTE_HOST
 
 VXLAN_PORT = 4789
+# A bridge that lost its controller dials again after at most this long. Open vSwitch's own
+# default doubles the wait up to 8 s when connections end in quick succession (a restarted
+# controller, a reconnect), so how soon a bridge came back depended on what came before.
+CONTROLLER_MAX_BACKOFF_MS = 1000  # the least Open vSwitch accepts
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,9 @@ def ensure_integration_bridge(api: impl_idl.OvsdbIdl, settings: BridgeSettings) 
         ))
     if api.get_controller(INTEGRATION_BRIDGE).execute(check_error=True) != [settings.controller]:
         api.set_controller(INTEGRATION_BRIDGE, [settings.controller]).execute(check_error=True)
+    for row in api.db_find_rows("Controller", ("target", "=", settings.controller)).execute(check_error=True):
+        if list(row.max_backoff) != [CONTROLLER_MAX_BACKOFF_MS]:
+            api.db_set("Controller", row.uuid, ("max_backoff", CONTROLLER_MAX_BACKOFF_MS)).execute(check_error=True)
 
 
 def ensure_tunnels(api: impl_idl.OvsdbIdl, remotes: dict[str, str]) -> None:
