@@ -207,6 +207,18 @@ def test_the_same_switch_with_the_certificate_of_hv1_is_taken_for_the_bridge_of_
     assert ping(lab, "a1", "10.0.0.12") == 3
 
 
+def test_a_bridge_dropped_again_and_again_comes_back_as_soon_each_time(lab):
+    """Open vSwitch doubles its wait between dials (1, 2, 4, 8 s) when connections end in quick
+    succession, unless the controller caps it: a bridge must not come back later each time.
+    Capped, one wait is a second on its whole-second clock (up to 2 s), plus the handshake."""
+    took = []
+    for _ in range(4):
+        began = time.monotonic()
+        reconnect(lab, "hv2")
+        took.append(round(time.monotonic() - began, 2))
+    assert max(took) < 3.0, took
+
+
 def test_a_peer_that_says_nothing_is_dropped_and_keeps_no_bridge_out(lab):
     """Of the silent connections from one address, PENDING_PER_PEER are held until the
     handshake timeout and the others closed at once, while another host's bridge reconnects."""
