@@ -4,6 +4,7 @@ the new links, and it tells when they were up on the clock the controller reads.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -68,3 +69,20 @@ def test_every_nic_moves_to_its_staged_link(guest):
             assert ns.mac(f"eth{index}") == mac
         # answered over the link that was staged: the peer's address is only on new{index}
         assert run_in_namespace(PEER, ["ping", "-c", "1", "-W", "2", "-I", f"new{index}", address]).returncode == 0
+
+
+def test_the_guest_keeps_its_neighbours_on_the_links_that_took_their_place(guest):
+    """A VM keeps its ARP cache when it moves; a netns guest's new links start empty, so its
+    first answers after the move waited for an ARP round trip (a fresh-check saw 44 ms of
+    silence after a 33 ms move with nothing lost) unless the swap carries the cache over."""
+    known = {index: (peer_address, f"02:00:00:5a:ff:0{index}") for index, _, _, peer_address in NICS}
+    for index, (peer_address, mac) in known.items():
+        run_in_namespace(GUEST, ["ip", "neigh", "replace", peer_address, "lladdr", mac, "dev", f"eth{index}",
+                                 "nud", "reachable"])
+    swap = subprocess.run([*entering(GUEST), sys.executable, "-m", "sdnvirt.controller.guests.netns_swap",
+                           *(f"{i},{mac},{address}/24" for i, mac, address, _ in NICS)],
+                          input="go\n", capture_output=True, text=True, timeout=30)
+    assert swap.returncode == 0, swap.stderr
+    for index, (peer_address, mac) in known.items():
+        shown = json.loads(run_in_namespace(GUEST, ["ip", "-json", "neigh", "show", "dev", f"eth{index}"]).stdout)
+        assert [(n["dst"], n["lladdr"]) for n in shown if "lladdr" in n] == [(peer_address, mac)], shown

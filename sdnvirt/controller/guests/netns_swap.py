@@ -44,6 +44,7 @@ def switch_links(nics: list[tuple[int, str, str]]) -> float:
     does the link work: fifty guests moving at once start fifty of these programs on two
     cores, where importing pyroute2 alone costs each of them 0.3 s of CPU."""
     _ip_batch([f"link set dev {staged_name(index)} address {mac} up" for index, mac, _ in nics])
+    neighbours = _neighbours({f"eth{index}" for index, _, _ in nics})
     print("ready", flush=True)
     swap = subprocess.Popen(["ip", "-batch", "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -57,6 +58,8 @@ def switch_links(nics: list[tuple[int, str, str]]) -> float:
             lines += [f"link set dev {staged_name(index)} down",  # a link takes a new name only while down
                       f"link set dev {staged_name(index)} name eth{index}",
                       f"addr add {address} dev eth{index}", f"link set dev eth{index} up"]
+            lines += [f"neigh replace {neighbour} lladdr {mac} dev eth{index} nud stale"
+                      for neighbour, mac in neighbours.get(f"eth{index}", [])]
         _, errors = swap.communicate("".join(f"{line}\n" for line in lines), timeout=IP_TIMEOUT)
         up_at = time.monotonic()
     finally:
@@ -78,6 +81,21 @@ def switch_links(nics: list[tuple[int, str, str]]) -> float:
         for sock, frame in sockets:
             sock.send(frame)
     return up_at
+
+
+def _neighbours(links: set[str]) -> dict[str, list[tuple[str, str]]]:
+    """The neighbours (address, MAC) the guest knows on these links, for the links that take
+    their place: a VM keeps its ARP cache when it moves, so a netns guest must too, or its first
+    answers after the move wait for an ARP round trip (a new link starts with an empty cache)."""
+    result = subprocess.run(["ip", "-json", "neigh", "show"], capture_output=True, text=True, timeout=IP_TIMEOUT)
+    if result.returncode != 0:
+        raise SystemExit(f"ip neigh: {result.stderr.strip()}")
+    known: dict[str, list[tuple[str, str]]] = {}
+    for entry in json.loads(result.stdout or "[]"):
+        unusable = {"FAILED", "INCOMPLETE"} & set(entry.get("state", []))
+        if entry.get("dev") in links and "lladdr" in entry and not unusable:
+            known.setdefault(entry["dev"], []).append((entry["dst"], entry["lladdr"]))
+    return known
 
 
 def _has_link(name: str) -> bool:
