@@ -8,7 +8,9 @@ from contextlib import contextmanager
 import libvirt
 
 from sdnvirt.compute.live_migration import job_active
+from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab
+from sdnvirt.lab.migration_probe import MigrationProbe, migrate, probe_target
 
 from helpers.guests import wait_until
 
@@ -71,20 +73,43 @@ def guest_pause_ms(report: dict) -> float:
     return report["hypervisor_downtime_ms"] + WIRE_PAUSE_OVER_LIBVIRT_DOWNTIME_MS
 
 
-def assert_the_wire_saw_only_the_pause(report: dict) -> None:
+def migrate_beside_a_still_guest(lab: Lab, vm: str, destination: str, probe: str, still: str) -> tuple[dict, dict]:
+    """Migrate `vm` under `probe`'s probe while a second probe from the same guest watches `still`,
+    a guest that does not move: the migration's report, and the baseline's figures (what the
+    machine and the fabric do to a probe's gaps at that time, the move aside)."""
+    baseline = MigrationProbe(naming.guest_namespace(lab.name, probe), probe_target(lab, still, probe))
+    try:
+        report = migrate(lab, vm, destination, probe=probe)
+    finally:
+        figures = baseline.stop()
+    return report, figures
+
+
+def assert_the_wire_saw_only_the_pause(report: dict, baseline: dict | None = None) -> None:
     """The probe judges the migration by the wire: it lost only probes sent into the guest's pause
     (a window of P ms holds at most P / interval + 1 of them), and it saw the pause (a VM is paused
     for libvirt's downtime at least: no reply can come out of it meanwhile). A fabric that drops
-    the guest's traffic after the move, or a probe that missed the move, fails it."""
+    the guest's traffic after the move, or a probe that missed the move, fails it.
+
+    A netns guest's longest gap is bounded too, against `baseline`: a probe of a guest that did
+    not move, run at the same time from the same guest."""
     pause, interval = guest_pause_ms(report), report["probe_interval_ms"]
     assert report["probe_sent"] is not None and report["probe_sent"] > 100, report
     assert report["probe_duplicates"] == 0, report
     assert report["probe_lost"] <= pause / interval + 1, report
     assert report["probe_max_gap_ms"] is not None, report
     if report["kind"] == "netns":
-        # the pause (switch-over, then the guest's link swap, measured as one window), plus one
-        # interval for the last probe answered before it
-        assert report["probe_max_gap_ms"] <= pause + interval, report
+        # The pause plus the longest gap of a probe of a guest that did not move, sent from the
+        # same guest at the same time. A fixed bound (pause + one interval) assumed a machine that
+        # never stalls: measured over 14 moves on an idle lab, both probes went silent for 15 to
+        # 63 ms together, at the same instants, away from the pause (about when Open vSwitch added
+        # and removed the moving guest's ports), and with two CPU burners probes went out up to
+        # 52 ms apart. A fabric that holds the moving guest's traffic past its pause still fails:
+        # a guest kept silent 40 ms past its reported pause failed this bound in two moves of
+        # three, and the loss bound in the third. The bystander's own losses are not judged here:
+        # about one move in ten costs it one probe, a fault of its own to find.
+        assert baseline is not None and baseline["sent"] > 100 and baseline["duplicates"] == 0, baseline
+        assert report["probe_max_gap_ms"] <= pause + baseline["max_gap_ms"], (report, baseline)
     else:
         # Not bounded above yet: FACTS.md's +20 ms does not hold here. Measured (8 migrations, three
         # orders): gap = libvirt's downtime + 26 to 122 ms, while the fabric had switched 77 to

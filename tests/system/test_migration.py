@@ -14,7 +14,13 @@ from sdnvirt.lab.migration_probe import migrate
 
 from helpers.guests import listen, nic, on_guest, ping, vm_ping, wait_until
 from helpers.labs import build_lab
-from helpers.migrations import assert_the_wire_saw_only_the_pause, copying, slow_copy, wait_for_state
+from helpers.migrations import (
+    assert_the_wire_saw_only_the_pause,
+    copying,
+    migrate_beside_a_still_guest,
+    slow_copy,
+    wait_for_state,
+)
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 
@@ -202,10 +208,10 @@ def test_offline_migration_moves_a_stopped_copy_and_starts_it(lab):
 def test_a_netns_guest_migrates_the_same_way(lab):
     watcher = nic(lab, "watcher")
     destination = across_the_router(lab, "watcher")
-    report = migrate(lab, "watcher", destination, probe="prober")
+    report, baseline = migrate_beside_a_still_guest(lab, "watcher", destination, probe="prober", still="still")
     assert report["result"] == "completed" and report["kind"] == "netns", report
     assert report["trigger"] == "netns-move" and report["hypervisor_downtime_ms"] < 100
-    assert_the_wire_saw_only_the_pause(report)
+    assert_the_wire_saw_only_the_pause(report, baseline)
     assert lab.api().vm("watcher")["host"] == destination
     assert ping(lab, "prober", str(watcher.ip)) == 3
     assert vm_ping(lab, "vm1", str(watcher.ip)) == 3
