@@ -1,4 +1,4 @@
-"""One host's libvirtd, as the controller holds it: a connection and its lifecycle events.
+"""One host's libvirtd, as the controller holds it: a connection and its domains' events.
 
 libvirt delivers events through an event loop the process runs once, on a
 thread of its own; the connection is kept alive with keepalives and opened
@@ -23,6 +23,12 @@ LOG = logging.getLogger(__name__)
 RECONNECT_DELAY = 1.0
 KEEPALIVE_INTERVAL = 2  # seconds between keepalive probes
 KEEPALIVE_COUNT = 3  # unanswered probes before the connection counts as lost
+LISTED = -1  # not an event: the domain as a (re)connection listed it
+REBOOTED = -2  # libvirt reports a reboot apart from the lifecycle events (no state changes)
+# libvirt reports every reset of QEMU, and one reboot of a guest is two resets (seen here 78 ms
+# apart on every reboot: SeaBIOS resets the machine once more when it finds itself warm-booted).
+# Resets this close to a reported one are its echo: a guest cannot boot and reboot again so soon.
+REBOOT_ECHO = 5.0
 
 _STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "unknown",
@@ -45,6 +51,7 @@ _EVENTS = {
     libvirt.VIR_DOMAIN_EVENT_SHUTDOWN: "shutdown",
     libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: "pm-suspended",
     libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
+    REBOOTED: "rebooted",
 }
 
 _event_loop_lock = threading.Lock()
@@ -70,18 +77,22 @@ class DomainEvent:
     domain: str
     uuid: str
     state: str  # one of _STATES' values, read from libvirt when the event came
-    event: int  # libvirt's VIR_DOMAIN_EVENT_* number
+    event: int  # libvirt's VIR_DOMAIN_EVENT_* number, LISTED or REBOOTED
     detail: int
     received: float  # time.monotonic() when the event arrived
 
     @property
     def name(self) -> str:
-        """libvirt's lifecycle event, as a word."""
+        """The event, as a word."""
         return _EVENTS.get(self.event, f"event-{self.event}")
 
     @property
     def resumed(self) -> bool:
         return self.event == libvirt.VIR_DOMAIN_EVENT_RESUMED
+
+    @property
+    def rebooted(self) -> bool:
+        return self.event == REBOOTED
 
     @property
     def paused_for_migration(self) -> bool:
@@ -115,9 +126,10 @@ def _run_event_loop() -> None:
 
 
 class Hypervisor:
-    """`on_event` gets every lifecycle event; `on_connected` gets, at every (re)connection, every
-    domain the host has then (as events numbered -1), so what happened while the connection
-    was down is read again rather than missed."""
+    """`on_event` gets every lifecycle event and every reboot (a guest that panics restarts
+    without a lifecycle event: the reboot is the only trace it leaves); `on_connected` gets, at
+    every (re)connection, every domain the host has then (as LISTED events), so what happened
+    while the connection was down is read again rather than missed."""
 
     def __init__(self, host: str, uri: str, on_event: Callable[[DomainEvent], None],
                  on_connected: Callable[[str, list[DomainEvent]], None]):
@@ -126,9 +138,10 @@ class Hypervisor:
         self._on_event = on_event
         self._on_connected = on_connected
         self._conn: libvirt.virConnect | None = None
-        self._callback: int | None = None
+        self._callbacks: list[int] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._reboots: dict[str, float] = {}  # domain UUID -> when its last reboot was reported
         _run_event_loop()
 
     @property
@@ -152,25 +165,34 @@ class Hypervisor:
         conn = libvirt.open(self.uri)
         try:
             conn.setKeepAlive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT)
-            callback = conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle,
-                                                   None)
-            domains = [self._event(domain, -1, 0) for domain in conn.listAllDomains()]
+            callbacks = [conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle,
+                                                     None),
+                         conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, self._reboot, None)]
+            domains = [self._event(domain, LISTED, 0) for domain in conn.listAllDomains()]
         except libvirt.libvirtError:
-            _close_quietly(conn, None)
+            _close_quietly(conn, [])
             raise
         with self._lock:
-            self._conn, self._callback = conn, callback
+            self._conn, self._callbacks = conn, callbacks
         self._on_connected(self.host, domains)
 
     def _close(self) -> None:
         with self._lock:
-            conn, callback, self._conn, self._callback = self._conn, self._callback, None, None
+            conn, callbacks, self._conn, self._callbacks = self._conn, self._callbacks, None, []
         if conn is not None:
-            _close_quietly(conn, callback)
+            _close_quietly(conn, callbacks)
 
     def _lifecycle(self, conn, domain, event, detail, opaque) -> None:
         if conn is self._conn:  # never one from a connection already given up
             self._on_event(self._event(domain, event, detail))
+
+    def _reboot(self, conn, domain, opaque) -> None:
+        if conn is not self._conn:
+            return
+        now, uuid = time.monotonic(), domain.UUIDString()
+        if now - self._reboots.get(uuid, now - REBOOT_ECHO) >= REBOOT_ECHO:
+            self._reboots[uuid] = now
+            self._on_event(self._event(domain, REBOOTED, 0))
 
     def _event(self, domain, event: int, detail: int) -> DomainEvent:
         received = time.monotonic()
@@ -202,9 +224,9 @@ class Hypervisor:
         self._close()
 
 
-def _close_quietly(conn: libvirt.virConnect, callback: int | None) -> None:
+def _close_quietly(conn: libvirt.virConnect, callbacks: list[int]) -> None:
     try:
-        if callback is not None:
+        for callback in callbacks:
             conn.domainEventDeregisterAny(callback)
         conn.close()
     except libvirt.libvirtError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import libvirt
@@ -15,7 +16,7 @@ from sdnvirt.controller.fabric.cookies import owner_cookie
 from sdnvirt.lab.reachability import Endpoint, format_matrix, measure, measure_pairs
 
 from helpers.access import NOBODY, connect_as, lab_sockets
-from helpers.guests import nic, ping, vm_ping, wait_until
+from helpers.guests import kept_events, nic, ping, vm_ping, wait_until
 from helpers.migrations import slow_copy, wait_for_state
 
 
@@ -122,12 +123,40 @@ def test_stop_start_cycle_leaves_no_stale_flows_and_brings_the_port_back(vm_lab,
     assert vm_ping(vm_lab, "vm1", str(nic(vm_lab, "ns2").ip)) == 3
 
 
+def reboots_since(lab, vm: str, since: float) -> list[dict]:
+    """The reboots of `vm` the controller's event stream reported after `since` (epoch seconds),
+    without their time, once there is one."""
+    def of_vm(events: list[dict]) -> list[dict]:
+        return [{k: v for k, v in e["data"].items() if k != "at"} for e in events
+                if e["kind"] == "vm" and e["data"]["at"] >= since
+                and e["data"].get("vm") == vm and e["data"].get("event") == "rebooted"]
+    return of_vm(kept_events(lab, of_vm, timeout=60))
+
+
 def test_reboot_comes_back_on_the_same_port(vm_lab):
     api = vm_lab.api()
     assert api.exec("vm1", ["sh", "-c", "echo up > /tmp/booted"])[0] == 0
+    asked = time.time()
     api.vm_action("vm1", "reboot")
     vm_lab.wait_for_agents(["vm1"])
     assert api.exec("vm1", ["cat", "/tmp/booted"])[0] != 0  # a fresh boot: the initramfs is new
+    assert wait_until(lambda: ping(vm_lab, "ns2", str(nic(vm_lab, "vm1").ip), count=1) == 1, timeout=30)
+    assert reboots_since(vm_lab, "vm1", asked) == [{"vm": "vm1", "host": "hv1", "event": "rebooted",
+                                                    "state": "running"}]
+
+
+def test_a_guest_whose_kernel_panics_is_reported_rebooted_and_comes_back(vm_lab):
+    """The guest boots with panic=-1 and its domain restarts on reboot: without the reboot event a
+    panic would show only as a guest that lost its connections and its files."""
+    api = vm_lab.api()
+    panics = api.console("vm1", lines=10_000).count("Kernel panic")
+    crashed = time.time()
+    assert api.exec("vm1", ["sh", "-c", "(sleep 0.2; echo c > /proc/sysrq-trigger) </dev/null >/dev/null 2>&1 &"]
+                    )[0] == 0
+    assert reboots_since(vm_lab, "vm1", crashed) == [{"vm": "vm1", "host": "hv1", "event": "rebooted",
+                                                      "state": "running"}]
+    vm_lab.wait_for_agents(["vm1"])
+    assert api.console("vm1", lines=10_000).count("Kernel panic") == panics + 1  # the panic rebooted it
     assert wait_until(lambda: ping(vm_lab, "ns2", str(nic(vm_lab, "vm1").ip), count=1) == 1, timeout=30)
 
 

@@ -12,7 +12,7 @@ import libvirt
 import pytest
 
 from sdnvirt.compute.domain import DomainFiles
-from sdnvirt.compute.hypervisor import DomainEvent, HypervisorError
+from sdnvirt.compute.hypervisor import LISTED, DomainEvent, HypervisorError
 from sdnvirt.controller.guests import qemu
 from sdnvirt.controller.guests.qemu import QemuGuests
 from sdnvirt.errors import Conflict, Failed, Insufficient, TimedOut, Unavailable
@@ -207,7 +207,7 @@ def test_a_reconnected_libvirtd_shows_what_vanished_and_removes_what_the_topolog
     kind.host_connected("hv2", [])
     assert kind.state("vm2").state == "absent"
     assert kind.published == [{"vm": "vm2", "host": "hv2", "event": "vanished", "state": "absent"}]
-    listing = [DomainEvent("hv1", d.name(), d.uuid, "running", -1, 0, time.monotonic()) for d in (stale, foreign)]
+    listing = [DomainEvent("hv1", d.name(), d.uuid, "running", LISTED, 0, time.monotonic()) for d in (stale, foreign)]
     kind.host_connected("hv1", listing)
     assert "old" not in hv1.domains and stale.calls == ["destroy", "undefine"]
     assert hv1.domains["someone"] is foreign and foreign.calls == []

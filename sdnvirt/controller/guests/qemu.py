@@ -106,7 +106,7 @@ class QemuGuests(Kind):
     # -- what the hypervisors say -------------------------------------------------------------
 
     def domain_event(self, event: DomainEvent) -> None:
-        """Called for every lifecycle event of a domain of any host.
+        """Called for every lifecycle event and reboot of a domain of any host.
 
         During a migration the domain exists on two hosts (running on one, an incoming copy
         paused on the other) and their events interleave; the VM is where it runs, or else
@@ -115,6 +115,8 @@ class QemuGuests(Kind):
         with self._changed:
             if event.domain not in self._states:
                 return
+            if event.rebooted:  # asked for, or the guest's kernel panicked (it boots with panic=-1)
+                LOG.info("vm %s rebooted on %s", event.domain, event.host)
             seen = self._seen.setdefault(event.domain, {})
             seen.pop(event.host, None)
             if event.state != "undefined":

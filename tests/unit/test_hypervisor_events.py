@@ -1,0 +1,66 @@
+"""What one host's libvirtd connection passes on: a guest's reboot once, however many resets
+QEMU reports for it, and nothing from a connection already given up."""
+
+from __future__ import annotations
+
+import libvirt
+import pytest
+
+from sdnvirt.compute import hypervisor as hypervisor_module
+from sdnvirt.compute.hypervisor import REBOOT_ECHO, DomainEvent, Hypervisor
+
+
+class Domain:
+    def __init__(self, name: str, uuid: str):
+        self._name, self._uuid = name, uuid
+
+    def name(self) -> str:
+        return self._name
+
+    def UUIDString(self) -> str:  # noqa: N802 (libvirt's name)
+        return self._uuid
+
+    def state(self) -> list[int]:
+        return [libvirt.VIR_DOMAIN_RUNNING, 0]
+
+
+@pytest.fixture
+def host(monkeypatch):
+    """A Hypervisor on a connection of its own (never opened), its events collected, its clock ours."""
+    clock = [100.0]
+    monkeypatch.setattr(hypervisor_module.time, "monotonic", lambda: clock[0])
+    events: list[DomainEvent] = []
+    hypervisor = Hypervisor("hv1", "test:///default", events.append, lambda host, domains: None)
+    connection = object()
+    hypervisor._conn = connection
+    return hypervisor, connection, events, clock
+
+
+def test_a_reboot_is_reported_once_whatever_resets_echo_it(host):
+    hypervisor, connection, events, clock = host
+    vm1, vm2 = Domain("vm1", "u1"), Domain("vm2", "u2")
+    hypervisor._reboot(connection, vm1, None)
+    clock[0] += 0.078  # SeaBIOS's reset of the same reboot
+    hypervisor._reboot(connection, vm1, None)
+    hypervisor._reboot(connection, vm2, None)  # another guest's reboot is its own
+    clock[0] += REBOOT_ECHO
+    hypervisor._reboot(connection, vm1, None)  # a reboot after the guest had time to boot again
+    assert [(e.domain, e.name, e.state, e.rebooted) for e in events] == [
+        ("vm1", "rebooted", "running", True), ("vm2", "rebooted", "running", True),
+        ("vm1", "rebooted", "running", True)]
+
+
+def test_a_guest_that_keeps_resetting_is_reported_once_per_echo_time_not_never(host):
+    hypervisor, connection, events, clock = host
+    vm1 = Domain("vm1", "u1")
+    for _ in range(12):  # a reset every second for 12 s
+        hypervisor._reboot(connection, vm1, None)
+        clock[0] += 1.0
+    assert len(events) == 3  # at 0, 5 and 10 s
+
+
+def test_nothing_comes_from_a_connection_already_given_up(host):
+    hypervisor, _, events, _ = host
+    hypervisor._reboot(object(), Domain("vm1", "u1"), None)
+    hypervisor._lifecycle(object(), Domain("vm1", "u1"), libvirt.VIR_DOMAIN_EVENT_STOPPED, 0, None)
+    assert events == []
