@@ -1,9 +1,12 @@
-"""`sdnvirt migrate VM --to HOST` and `sdnvirt migrations`: moving guests, and the reports."""
+"""`sdnvirt migrate VM --to HOST` and `sdnvirt migrations [show ID]`: moving guests, the reports,
+and a migration's flight recorder."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from sdnvirt.cli.flight_chart import chart
 from sdnvirt.cli.lab import lab_named
 from sdnvirt.client.api import ApiError
 from sdnvirt.lab.lab import LabError
@@ -25,10 +28,19 @@ def register(verbs) -> None:
     migrate.add_argument("--lab", help="the lab (default: the only one up)")
     migrate.set_defaults(run=_migrate)
 
-    listing = verbs.add_parser("migrations", help="past and running migrations, with their reports")
+    listing = verbs.add_parser("migrations", help="past and running migrations, with their reports; "
+                                                  "`show ID`: one migration's timeline")
     listing.add_argument("--json", action="store_true")
     listing.add_argument("--lab", help="the lab (default: the only one up)")
     listing.set_defaults(run=_list)
+    sub = listing.add_subparsers(dest="migrations_verb", metavar="ACTION")
+    show = sub.add_parser("show", help="a migration's flight recorder: what happened when, on one clock, "
+                                       "and what its gap is made of")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true", help="print the timeline as one JSON object")
+    show.add_argument("--svg", metavar="FILE", type=Path, help="draw the timeline into an SVG file")
+    show.add_argument("--lab", help="the lab (default: the only one up)")
+    show.set_defaults(run=_show)
 
 
 def _migrate(args) -> int:
@@ -76,3 +88,31 @@ def _list(args) -> int:
     else:
         print("\n".join(describe(r) for r in reports) or "no migrations yet")
     return 0
+
+
+def _show(args) -> int:
+    try:
+        timeline = lab_named(args.lab).api().migration_timeline(args.id)
+    except ApiError as error:
+        raise LabError(str(error)) from None
+    if args.svg is not None:
+        args.svg.write_text(chart(timeline))
+    print(json.dumps(timeline, indent=2) if args.json else describe_timeline(timeline))
+    return 0
+
+
+def describe_timeline(timeline: dict) -> str:
+    """One line per state and mark, from the migration's start, then the gap decomposed."""
+    lines = [f"migration {timeline['id']}: {timeline['vm']} {timeline['from']} -> {timeline['to']} "
+             f"({timeline['kind']}): {timeline['state']}"]
+    for entry in timeline["timeline"]:
+        lines.append(f"  {entry['t_ms']:>11.3f} ms  {entry['by']:<10} {entry['host'] or '':<12} {entry['event']}"
+                     + (f" {entry['detail']}" if entry["detail"] else ""))
+    figures = {"guest pause": timeline["pause_ms"],
+               "switch-over started after the pause": timeline["switchover_started_after_pause_ms"],
+               "switch-over done on every bridge after the pause": timeline["switchover_after_pause_ms"],
+               "network-added gap (probe's longest gap - pause)": timeline["network_added_gap_ms"]}
+    lines += [f"  {name}: {'-' if value is None else f'{value:.1f} ms'}" for name, value in figures.items()]
+    if timeline["flight_dropped"]:
+        lines.append(f"  ({timeline['flight_dropped']} marks beyond the recorder's bound were not kept)")
+    return "\n".join(lines)

@@ -119,6 +119,9 @@ class ApiClient:
     def migration(self, migration_id: int, wait: float = 0.0) -> dict:
         return self._request("GET", f"/migrations/{migration_id}?wait={wait}", timeout=wait + TIMEOUT)
 
+    def migration_timeline(self, migration_id: int) -> dict:
+        return self._request("GET", f"/migrations/{migration_id}/timeline")
+
     def cancel_migration(self, migration_id: int) -> dict:
         """Answered once the migration has ended: its report says whether it was cancelled."""
         return self._request("POST", f"/migrations/{migration_id}/cancel", timeout=CANCEL_TIMEOUT)

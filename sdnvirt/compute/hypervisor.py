@@ -7,6 +7,7 @@ again when libvirtd goes away and comes back.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
+import libvirt_qemu
 
 from sdnvirt.errors import Failed, Unavailable
 
@@ -29,6 +31,10 @@ REBOOTED = -2  # libvirt reports a reboot apart from the lifecycle events (no st
 # apart on every reboot: SeaBIOS resets the machine once more when it finds itself warm-booted).
 # Resets this close to a reported one are its echo: a guest cannot boot and reboot again so soon.
 REBOOT_ECHO = 5.0
+# QEMU's own events a migration's flight recorder keeps: they carry QEMU's timestamp of the
+# moment itself (STOP is the pause's first instant), where libvirt's lifecycle events carry none.
+QEMU_EVENTS = r"^(STOP|RESUME|MIGRATION|MIGRATION_PASS)$"
+REGEX = libvirt_qemu.VIR_CONNECT_DOMAIN_QEMU_MONITOR_EVENT_REGISTER_REGEX
 
 _STATES = {
     libvirt.VIR_DOMAIN_NOSTATE: "unknown",
@@ -101,6 +107,17 @@ class DomainEvent:
                 and self.detail == libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED)
 
 
+@dataclass(frozen=True)
+class QemuEvent:
+    """One of QEMU_EVENTS, as QEMU stamped it."""
+
+    host: str
+    domain: str
+    name: str  # QEMU's: STOP, RESUME, MIGRATION, MIGRATION_PASS
+    at: float  # epoch seconds, QEMU's own clock, when it happened
+    data: dict  # QEMU's details: {"status": ...} for MIGRATION, {"pass": N} for MIGRATION_PASS
+
+
 def libvirt_uri(socket: Path) -> str:
     """A libvirtd reached through its unix socket."""
     return f"qemu+unix:///system?socket={socket}"
@@ -129,16 +146,19 @@ class Hypervisor:
     """`on_event` gets every lifecycle event and every reboot (a guest that panics restarts
     without a lifecycle event: the reboot is the only trace it leaves); `on_connected` gets, at
     every (re)connection, every domain the host has then (as LISTED events), so what happened
-    while the connection was down is read again rather than missed."""
+    while the connection was down is read again rather than missed; `on_qemu_event` gets
+    QEMU_EVENTS as QEMU stamped them."""
 
     def __init__(self, host: str, uri: str, on_event: Callable[[DomainEvent], None],
-                 on_connected: Callable[[str, list[DomainEvent]], None]):
+                 on_connected: Callable[[str, list[DomainEvent]], None], on_qemu_event: Callable[[QemuEvent], None]):
         self.host = host
         self.uri = uri
         self._on_event = on_event
         self._on_connected = on_connected
+        self._on_qemu_event = on_qemu_event
         self._conn: libvirt.virConnect | None = None
         self._callbacks: list[int] = []
+        self._qemu_callbacks: list[int] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._reboots: dict[str, float] = {}  # domain UUID -> when its last reboot was reported
@@ -168,19 +188,21 @@ class Hypervisor:
             callbacks = [conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle,
                                                      None),
                          conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, self._reboot, None)]
+            qemu_callbacks = [libvirt_qemu.qemuMonitorEventRegister(conn, None, QEMU_EVENTS, self._qemu, None, REGEX)]
             domains = [self._event(domain, LISTED, 0) for domain in conn.listAllDomains()]
         except libvirt.libvirtError:
-            _close_quietly(conn, [])
+            _close_quietly(conn, [], [])
             raise
         with self._lock:
-            self._conn, self._callbacks = conn, callbacks
+            self._conn, self._callbacks, self._qemu_callbacks = conn, callbacks, qemu_callbacks
         self._on_connected(self.host, domains)
 
     def _close(self) -> None:
         with self._lock:
-            conn, callbacks, self._conn, self._callbacks = self._conn, self._callbacks, None, []
+            conn, callbacks, qemu_callbacks = self._conn, self._callbacks, self._qemu_callbacks
+            self._conn, self._callbacks, self._qemu_callbacks = None, [], []
         if conn is not None:
-            _close_quietly(conn, callbacks)
+            _close_quietly(conn, callbacks, qemu_callbacks)
 
     def _lifecycle(self, conn, domain, event, detail, opaque) -> None:
         if conn is self._conn:  # never one from a connection already given up
@@ -193,6 +215,16 @@ class Hypervisor:
         if now - self._reboots.get(uuid, now - REBOOT_ECHO) >= REBOOT_ECHO:
             self._reboots[uuid] = now
             self._on_event(self._event(domain, REBOOTED, 0))
+
+    def _qemu(self, conn, domain, name, seconds, micros, details, opaque) -> None:
+        if conn is not self._conn:
+            return
+        try:
+            data = json.loads(details) if details else {}
+        except ValueError:
+            data = {}  # QEMU's details are JSON; anything else is no detail at all
+        self._on_qemu_event(QemuEvent(self.host, domain.name(), name, seconds + micros / 1e6,
+                                      data if isinstance(data, dict) else {}))
 
     def _event(self, domain, event: int, detail: int) -> DomainEvent:
         received = time.monotonic()
@@ -224,10 +256,12 @@ class Hypervisor:
         self._close()
 
 
-def _close_quietly(conn: libvirt.virConnect, callbacks: list[int]) -> None:
+def _close_quietly(conn: libvirt.virConnect, callbacks: list[int], qemu_callbacks: list[int]) -> None:
     try:
         for callback in callbacks:
             conn.domainEventDeregisterAny(callback)
+        for callback in qemu_callbacks:
+            libvirt_qemu.qemuMonitorEventDeregister(conn, callback)
         conn.close()
     except libvirt.libvirtError:
         pass  # a connection that broke: closing it is all that is left to do

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from sdnvirt.compute.domain import DomainFiles
-from sdnvirt.compute.hypervisor import DomainEvent, Hypervisor
+from sdnvirt.compute.hypervisor import DomainEvent, Hypervisor, QemuEvent
 from sdnvirt.compute.image import cached_image
 from sdnvirt.controller.events import EventStream
 from sdnvirt.controller.fabric.bridges import Fabric
@@ -25,6 +25,7 @@ from sdnvirt.controller.guests.qemu import QemuGuests
 from sdnvirt.controller.guests.registry import Guests
 from sdnvirt.controller.hosts import Hosts
 from sdnvirt.controller.inventory import Inventory
+from sdnvirt.controller.migration import flight
 from sdnvirt.controller.migration.driver import Migrations
 from sdnvirt.controller.migration.switchover import SwitchedOver, SwitchOver
 from sdnvirt.controller.migration.watchdog import Watchdog
@@ -62,7 +63,8 @@ class Controller:
             GuestKind.NETNS: NetnsGuests(topology, self.hosts, self.store.view, lambda: self.inventory),
         })
         self._add_hypervisors(topology)
-        self.switch_over = SwitchOver(self.store, self.fabric, self._switched)
+        self.switch_over = SwitchOver(self.store, self.fabric, self._switched,
+                                      lambda vm, entry: self.migrations.mark(vm, entry))
         self.migrations = Migrations(topology, self.guests.kind_of, self.switch_over, self._migration_changed,
                                      northbound.migrations())
         self.watchdog = Watchdog(self.migrations)
@@ -106,7 +108,8 @@ class Controller:
         """A libvirt connection to every host, once the topology has a qemu guest at all."""
         if not any(g.kind == GuestKind.QEMU for g in topology.guests.values()):
             return []
-        added = [Hypervisor(host, self.inventory.hosts[host].libvirt, self._domain_event, self.qemu.host_connected)
+        added = [Hypervisor(host, self.inventory.hosts[host].libvirt, self._domain_event, self.qemu.host_connected,
+                            self._qemu_event)
                  for host in sorted(topology.hosts) if host not in self.hypervisors]
         self.hypervisors.update({h.host: h for h in added})
         return added
@@ -118,11 +121,17 @@ class Controller:
     def _domain_event(self, event: DomainEvent) -> None:
         self.qemu.domain_event(event)
         self._vm_happened({"vm": event.domain, "host": event.host, "event": event.name, "state": event.state})
+        self.migrations.mark(event.domain, flight.mark(flight.wall(event.received), "libvirt", event.name, event.host,
+                                                       "migration" if event.paused_for_migration else None))
         if event.resumed:
             self.migrations.resumed(event.domain, event.host, event.received)
             self.switch_over.vm_resumed(event.domain, event.host, event.received)
         elif event.paused_for_migration:
             self.migrations.source_paused(event.domain, event.host, event.received)
+
+    def _qemu_event(self, event: QemuEvent) -> None:
+        """QEMU's word, for the flight recorder of the VM's migration."""
+        self.migrations.mark(event.domain, flight.qemu_mark(event.name, event.at, event.host, event.data))
 
     def _vm_happened(self, data: dict) -> None:
         self.events.publish("vm", data)

@@ -4,6 +4,7 @@ test tells it to: for unit tests of the sync rounds, never for what a real switc
 from __future__ import annotations
 
 import threading
+import time
 
 from sdnvirt.controller.fabric.flow import Flow
 from sdnvirt.controller.fabric.listener import SwitchPeer
@@ -57,6 +58,7 @@ class FakeCommit:
         self.switch = switch
         self.deletes = deletes
         self.adds = adds
+        self.answered: float | None = None
 
     def wait(self, timeout: float = 10.0) -> None:
         self.switch._step("commit")
@@ -66,3 +68,4 @@ class FakeCommit:
             self.switch.flows.update((rule.key, rule) for rule in self.adds)
             self.switch.bundles += 1
         self.switch._step("commit_reply")
+        self.answered = time.monotonic()

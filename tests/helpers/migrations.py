@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import libvirt
 
 from sdnvirt.compute.live_migration import job_active
+from sdnvirt.controller.migration.switchover import GARP_REPEATS
 from sdnvirt.lab import naming
 from sdnvirt.lab.lab import Lab
 from sdnvirt.lab.migration_probe import MigrationProbe, migrate, probe_target
@@ -116,3 +117,47 @@ def assert_the_wire_saw_only_the_pause(report: dict, baseline: dict | None = Non
         # 211 ms before the resume and the losses stayed in the pause: the rest is the guest's own
         # silence after it resumed (cold TCG). Bound it once that is measured on its own.
         assert report["probe_max_gap_ms"] >= report["hypervisor_downtime_ms"], report
+
+
+def assert_the_flight_recorded_it(lab: Lab, report: dict) -> dict:
+    """The migration's flight recorder tells its story whole and in order, on one clock: the guest
+    stopped on the source and resumed on the destination (QEMU's stamps for a VM, with libvirt's
+    copy passes before; the swap's for a netns guest), the switch-over to the destination confirmed
+    by the bridges of both hosts, then every round of gratuitous ARPs from the destination; and
+    the gap decomposed from those marks. Returns the timeline the API serves."""
+    source, destination = report["from"], report["to"]
+    api = lab.api()
+    # the last gratuitous ARPs go out 0.2 s after the switch-over, which may be after the end
+    timeline = wait_until(lambda: (served := api.migration_timeline(report["id"]))
+                          and len(_entries(served, "controller", "garp")) == len(GARP_REPEATS) and served, timeout=10)
+    entries = timeline["timeline"]
+    assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
+    states = [e["detail"].split(":")[0] for e in _entries(timeline, "controller", "state")]
+    assert (states[0], states[-1]) == ("requested", "completed"), states
+    pausing = "guest" if report["kind"] == "netns" else "qemu"
+    [stopped] = _entries(timeline, pausing, "stopped", source)
+    [resumed] = _entries(timeline, pausing, "resumed", destination)
+    started = _entries(timeline, "controller", "switch-over", destination)[0]
+    commits = [e for e in _entries(timeline, "controller", "committed") if e["at"] >= started["at"]]
+    garps = _entries(timeline, "controller", "garp", destination)
+    assert {source, destination} <= {c["host"] for c in commits}, entries
+    assert stopped["at"] < resumed["at"] and started["at"] <= commits[0]["at"] <= commits[-1]["at"] <= garps[0]["at"]
+    if report["kind"] == "netns":  # the fabric points at the destination before the guest's links go
+        assert commits[-1]["at"] <= stopped["at"], entries
+    else:
+        passes = _entries(timeline, "qemu", "pass", source)
+        assert passes and passes[0]["at"] < stopped["at"], entries
+        assert {"active", "completed"} <= {e["detail"] for e in _entries(timeline, "qemu", "migration", source)}
+        [suspended] = [e for e in _entries(timeline, "libvirt", "suspended", source) if e["detail"] == "migration"]
+        assert stopped["at"] <= suspended["at"] and stopped["at"] <= started["at"], entries  # QEMU stamps first
+        assert _entries(timeline, "libvirt", "resumed", destination), entries
+    assert timeline["pause_ms"] == round((resumed["at"] - stopped["at"]) * 1000, 3)
+    assert timeline["switchover_after_pause_ms"] == round((commits[-1]["at"] - stopped["at"]) * 1000, 3)
+    if report["probe_max_gap_ms"] is not None:
+        assert timeline["network_added_gap_ms"] == round(report["probe_max_gap_ms"] - timeline["pause_ms"], 3)
+    assert timeline["flight_dropped"] == 0
+    return timeline
+
+
+def _entries(timeline: dict, by: str, event: str, host: str | None = None) -> list[dict]:
+    return [e for e in timeline["timeline"] if (e["by"], e["event"]) == (by, event) and host in (None, e["host"])]

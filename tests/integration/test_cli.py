@@ -3,11 +3,15 @@
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import yaml
 
 from sdnvirt.controller.fabric.pipeline import load_pipeline
+from sdnvirt.lab.migration_probe import migrate
+
+from helpers.migrations import assert_the_flight_recorded_it
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
 SDNVIRT = str(Path(sys.executable).parent / "sdnvirt")
@@ -67,3 +71,27 @@ def test_pipeline_and_schema_describe_what_the_controller_and_the_loader_use():
     schema = sdnvirt("topo", "schema")
     keys = set(yaml.safe_load((TOPOLOGIES / "fabric.yaml").read_text()))
     assert schema.returncode == 0 and keys <= set(json.loads(schema.stdout)["properties"])
+
+
+def test_a_migrations_flight_recorder_is_listed_served_and_drawn(fabric_lab, tmp_path):
+    """`sdnvirt migrations show ID [--json] [--svg FILE]` on a migration made with `sdnvirt migrate`."""
+    home = fabric_lab.api().vm("a4")["host"]
+    away = next(h for h in sorted(fabric_lab.topology.hosts) if h != home)
+    svg = tmp_path / "timeline.svg"
+    try:
+        moved = json.loads(sdnvirt("migrate", "a4", "--to", away, "--json", "--lab", fabric_lab.name).stdout)
+        assert moved["result"] == "completed", moved
+        served = assert_the_flight_recorded_it(fabric_lab, moved)
+        shown = sdnvirt("migrations", "show", str(moved["id"]), "--svg", str(svg), "--lab", fabric_lab.name)
+        as_json = sdnvirt("migrations", "show", str(moved["id"]), "--json", "--lab", fabric_lab.name)
+    finally:
+        if fabric_lab.api().vm("a4")["host"] != home:
+            assert migrate(fabric_lab, "a4", home)["result"] == "completed"
+    assert shown.returncode == 0 and json.loads(as_json.stdout) == served
+    lines = shown.stdout.splitlines()
+    assert lines[0] == f"migration {moved['id']}: a4 {home} -> {away} (netns): completed"
+    assert len(lines) == 1 + len(served["timeline"]) + 4 and f"  guest pause: {served['pause_ms']:.1f} ms" in lines
+    marks = [e for e in served["timeline"] if e["event"] != "state"]
+    drawn = ET.parse(svg).getroot()
+    assert len(drawn.findall(".//{http://www.w3.org/2000/svg}circle")) >= len(marks)  # the whole, then magnified
+    assert sdnvirt("migrations", "show", "999999", "--lab", fabric_lab.name).returncode == 1

@@ -58,8 +58,8 @@ def test_every_nic_moves_to_its_staged_link(guest):
     assert swap.returncode == 0, swap.stderr
     lines = swap.stdout.splitlines()
     assert lines[0] == "ready"
-    up_at = float(lines[1].split(":")[1].strip(" }"))
-    assert before < up_at < time.monotonic()
+    said = json.loads(lines[1])
+    assert before < said["down_at"] < said["up_at"] < time.monotonic()
     assert links(GUEST) == {"lo", "eth0", "eth1"}
     assert links(PEER) == {"lo", "new0", "new1"}  # the old links' peers went with them
     for index, mac, address, _ in NICS:

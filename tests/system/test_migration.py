@@ -15,6 +15,7 @@ from sdnvirt.lab.migration_probe import migrate
 from helpers.guests import listen, nic, on_guest, ping, vm_ping, wait_until
 from helpers.labs import build_lab
 from helpers.migrations import (
+    assert_the_flight_recorded_it,
     assert_the_wire_saw_only_the_pause,
     copying,
     migrate_beside_a_still_guest,
@@ -76,6 +77,7 @@ def test_live_migration_across_segments_and_back_under_a_probe(lab):
         # the network adds nothing: every bridge points at the destination before the VM runs there
         assert report["switchover_after_resume_ms"] <= 5.0, report
         assert_the_wire_saw_only_the_pause(report)
+        assert_the_flight_recorded_it(lab, report)
         # a third guest of the network hears where vm1 is now
         assert any(g.op == 1 and g.psrc == g.pdst == str(vm1.ip) and g.hwsrc == str(vm1.mac) for g in garps)
         assert ping(lab, "prober", str(vm1.ip)) == 3 and ping(lab, "watcher", str(vm1.ip)) == 3
@@ -212,6 +214,7 @@ def test_a_netns_guest_migrates_the_same_way(lab):
     assert report["result"] == "completed" and report["kind"] == "netns", report
     assert report["trigger"] == "netns-move" and report["hypervisor_downtime_ms"] < 100
     assert_the_wire_saw_only_the_pause(report, baseline)
+    assert_the_flight_recorded_it(lab, report)
     assert lab.api().vm("watcher")["host"] == destination
     assert ping(lab, "prober", str(watcher.ip)) == 3
     assert vm_ping(lab, "vm1", str(watcher.ip)) == 3

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from sdnvirt.controller.fabric.bridges import Applied
 from sdnvirt.controller.guests.netns_swap import rarp
+from sdnvirt.controller.migration import flight
 from sdnvirt.controller.migration.announcements import announced_mac
 from sdnvirt.controller.migration.switchover import DROP_REASONS, PACKET_IN_BACKLOG, SwitchOver
 from sdnvirt.controller.state import MemoryStore
@@ -69,15 +70,18 @@ class _Fabric:
         self.syncs = defaultdict(lambda: SimpleNamespace(channel=None))
 
     def apply(self, change, wait=False):
-        return Applied({}, 0.0)
+        """Every bridge confirms (the destination first), 1 ms apart, 4 flow-mods each."""
+        now, hosts = time.monotonic(), sorted(change.view.topology.hosts, key=lambda h: h not in change.activated)
+        return Applied(dict.fromkeys(hosts, 4), 0.0, {host: now + i / 1000 for i, host in enumerate(hosts)})
 
 
-def switch_over(store: MemoryStore | None = None) -> SwitchOver:
+def switch_over(store: MemoryStore | None = None, marks: list | None = None) -> SwitchOver:
     if store is None:
         store = MemoryStore(TOPOLOGY)
         for ports in view().ports.values():
             store.set_host_ports(ports)
-    return SwitchOver(store, _Fabric(), lambda event: None)
+    return SwitchOver(store, _Fabric(), lambda event: None,
+                      lambda vm, entry: marks.append((vm, entry)) if marks is not None else None)
 
 
 def settled(what) -> None:
@@ -112,11 +116,20 @@ def test_a_valid_announcement_from_a_bound_destination_switches_over():
     store = MemoryStore(TOPOLOGY)
     for ports in view(extra=(Binding(port_id("a1"), "hv3", "vnet9", 7, A1_MAC, "a1"),)).ports.values():
         store.set_host_ports(ports)
-    over = switch_over(store)
-    over.packet_in("hv3", 7, rarp(A1), time.monotonic())
+    marks: list = []
+    over = switch_over(store, marks)
+    received = time.monotonic()
+    over.packet_in("hv3", 7, rarp(A1), received)
     settled(lambda: over.counters.snapshot()["switch_overs"] == 1)
     assert store.view().active[port_id("a1")] == "hv3"
     assert dropped(over) == {}
+    # the flight recorder of a1's migration hears when the trigger came and when each bridge confirmed
+    started, *commits = [entry for vm, entry in marks if vm == "a1"]
+    assert (started["event"], started["host"], started["detail"]) == ("switch-over", "hv3", "rarp")
+    assert abs(started["at"] - flight.wall(received)) < 0.001
+    destination_first = sorted(TOPOLOGY.hosts, key=lambda h: h != "hv3")
+    assert [(c["event"], c["host"]) for c in commits] == [("committed", h) for h in destination_first]
+    assert started["at"] <= commits[0]["at"] < commits[-1]["at"]
 
 
 class _StuckStore(MemoryStore):

@@ -7,7 +7,7 @@ import libvirt
 import pytest
 
 from sdnvirt.compute import hypervisor as hypervisor_module
-from sdnvirt.compute.hypervisor import REBOOT_ECHO, DomainEvent, Hypervisor
+from sdnvirt.compute.hypervisor import REBOOT_ECHO, DomainEvent, Hypervisor, QemuEvent
 
 
 class Domain:
@@ -26,18 +26,20 @@ class Domain:
 
 @pytest.fixture
 def host(monkeypatch):
-    """A Hypervisor on a connection of its own (never opened), its events collected, its clock ours."""
+    """A Hypervisor on a connection of its own (never opened), its events (libvirt's and QEMU's) collected,
+    its clock ours."""
     clock = [100.0]
     monkeypatch.setattr(hypervisor_module.time, "monotonic", lambda: clock[0])
     events: list[DomainEvent] = []
-    hypervisor = Hypervisor("hv1", "test:///default", events.append, lambda host, domains: None)
+    qemu_events: list[QemuEvent] = []
+    hypervisor = Hypervisor("hv1", "test:///default", events.append, lambda host, domains: None, qemu_events.append)
     connection = object()
     hypervisor._conn = connection
-    return hypervisor, connection, events, clock
+    return hypervisor, connection, events, clock, qemu_events
 
 
 def test_a_reboot_is_reported_once_whatever_resets_echo_it(host):
-    hypervisor, connection, events, clock = host
+    hypervisor, connection, events, clock, _ = host
     vm1, vm2 = Domain("vm1", "u1"), Domain("vm2", "u2")
     hypervisor._reboot(connection, vm1, None)
     clock[0] += 0.078  # SeaBIOS's reset of the same reboot
@@ -51,7 +53,7 @@ def test_a_reboot_is_reported_once_whatever_resets_echo_it(host):
 
 
 def test_a_guest_that_keeps_resetting_is_reported_once_per_echo_time_not_never(host):
-    hypervisor, connection, events, clock = host
+    hypervisor, connection, events, clock, _ = host
     vm1 = Domain("vm1", "u1")
     for _ in range(12):  # a reset every second for 12 s
         hypervisor._reboot(connection, vm1, None)
@@ -60,7 +62,19 @@ def test_a_guest_that_keeps_resetting_is_reported_once_per_echo_time_not_never(h
 
 
 def test_nothing_comes_from_a_connection_already_given_up(host):
-    hypervisor, _, events, _ = host
+    hypervisor, _, events, _, _ = host
     hypervisor._reboot(object(), Domain("vm1", "u1"), None)
     hypervisor._lifecycle(object(), Domain("vm1", "u1"), libvirt.VIR_DOMAIN_EVENT_STOPPED, 0, None)
     assert events == []
+
+
+def test_qemus_own_events_carry_qemus_time_and_details(host):
+    hypervisor, connection, _, _, qemu_events = host
+    vm1 = Domain("vm1", "u1")
+    hypervisor._qemu(connection, vm1, "STOP", 1_800_000_000, 250_000, None, None)
+    hypervisor._qemu(connection, vm1, "MIGRATION", 1_800_000_001, 0, '{"status": "completed"}', None)
+    hypervisor._qemu(connection, vm1, "MIGRATION_PASS", 1_800_000_002, 0, "not json", None)
+    hypervisor._qemu(object(), vm1, "RESUME", 1_800_000_003, 0, None, None)  # a connection given up
+    assert qemu_events == [QemuEvent("hv1", "vm1", "STOP", 1_800_000_000.25, {}),
+                                      QemuEvent("hv1", "vm1", "MIGRATION", 1_800_000_001.0, {"status": "completed"}),
+                                      QemuEvent("hv1", "vm1", "MIGRATION_PASS", 1_800_000_002.0, {})]

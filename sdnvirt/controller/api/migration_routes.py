@@ -13,11 +13,14 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from sdnvirt.controller.migration import flight
 from sdnvirt.controller.migration.driver import Migrations
 from sdnvirt.controller.migration.record import Migration
 
 MAX_WAIT = 300.0
 CANCEL_WAIT = 60.0  # seconds a cancel waits for the migration to end before it answers as it is
+TIMELINE_FIELDS = ("id", "vm", "from", "to", "kind", "state", "started_at", "hypervisor_downtime_ms",
+                   "probe_max_gap_ms", "probe_lost", "flight_dropped", *flight.FIGURES)
 
 
 class MigrationRequest(BaseModel):
@@ -73,6 +76,13 @@ def migration_routes(migrations: Migrations) -> APIRouter:
     async def show(migration_id: int, wait: float = Query(0.0, ge=0, le=MAX_WAIT)) -> dict:
         """A migration's report; with `wait`, answered when it ends or after that many seconds."""
         return (await until_ended(migrations.get(migration_id), wait)).report()
+
+    @router.get("/{migration_id}/timeline")
+    def timeline(migration_id: int) -> dict:
+        """The migration's flight recorder: its states and marks in the order they happened, on one
+        clock, and its gap decomposed (guest pause, switch-over after the pause, network-added gap)."""
+        report = migrations.get(migration_id).report()
+        return {**{key: report[key] for key in TIMELINE_FIELDS}, "timeline": flight.timeline(report)}
 
     @router.post("/{migration_id}/cancel")
     async def cancel(migration_id: int) -> dict:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sdnvirt.controller.fabric.channel import SwitchChannel
 from sdnvirt.controller.fabric.compiler import compile_host, compile_owner
@@ -30,10 +30,12 @@ LOG = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Applied:
-    """What applying a change took: flow-mods sent per host, and how long (milliseconds)."""
+    """What applying a change took: flow-mods sent per host, and how long (milliseconds); with
+    `wait`, when (time.monotonic()) each bridge that got flow-mods confirmed them."""
 
     flow_mods: dict[str, int]
     elapsed_ms: float
+    committed: dict[str, float] = field(default_factory=dict)
 
 
 class Fabric:
@@ -123,6 +125,7 @@ class Fabric:
         it in its sync state (0 flow-mods here)."""
         began = time.monotonic()
         sent: dict[str, int] = {}
+        committed: dict[str, float] = {}
         if change:
             ordered = sorted(self.syncs.values(), key=lambda s: s.host not in change.activated)
             if wait:
@@ -132,10 +135,12 @@ class Fabric:
                     sending = [(sync, rounds.enter_context(sync.sending(change.owners))) for sync in ordered]
                     for sync, round_ in sending:
                         sent[sync.host] = round_.wait()
+                        if round_.committed is not None:
+                            committed[sync.host] = round_.committed
             else:
                 for sync in ordered:
                     sync.request(change.owners)
-        return Applied(sent, (time.monotonic() - began) * 1000)
+        return Applied(sent, (time.monotonic() - began) * 1000, committed)
 
     def programmed(self, host: str) -> frozenset[OwnerKey]:
         """The owners whose flows the host's bridge holds now (none while it is not in sync)."""

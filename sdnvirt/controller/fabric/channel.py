@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ class _Pending:
     replies: list = field(default_factory=list)
     errors: list = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
+    answered: float | None = None  # time.monotonic() when the reply that ended the wait came
 
 
 class SwitchChannel:
@@ -100,6 +102,7 @@ class SwitchChannel:
             return True
         pending.replies.append(msg)
         if pending.final(msg):
+            pending.answered = time.monotonic()
             pending.done.set()
         return True
 
@@ -195,3 +198,8 @@ class Commit:
         self.channel._wait(self.xid, self.pending, timeout, "a bundle")
         if self.pending.errors:
             raise SwitchError(f"switch {self.channel.dpid:#x} rejected a bundle: {self.pending.errors[0]}")
+
+    @property
+    def answered(self) -> float | None:
+        """When (time.monotonic()) the switch said it had applied the bundle."""
+        return self.pending.answered

@@ -295,13 +295,17 @@ class Sending:
     def __init__(self, sync: SwitchSync, round_: _Round | None):
         self._sync = sync
         self._round = round_
+        self.committed: float | None = None  # time.monotonic() when the switch confirmed the round's bundle
 
     def wait(self) -> int:
         """The flow-mods the round sent, once the switch has them (0 if it could not)."""
         round_, self._round = self._round, None
         if round_ is None:
             return 0
-        return self._sync._attempt(self._sync._end_round, round_) or 0
+        sent = self._sync._attempt(self._sync._end_round, round_) or 0
+        if sent and round_.commit is not None:
+            self.committed = round_.commit.answered
+        return sent
 
     def abandon(self) -> None:
         if self._round is not None:

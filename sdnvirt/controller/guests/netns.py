@@ -44,6 +44,7 @@ from sdnvirt.compute.agent import CommandResult
 from sdnvirt.controller.guests.kind import GuestState, Kind
 from sdnvirt.controller.guests.netns_swap import staged_name
 from sdnvirt.controller.inventory import Inventory
+from sdnvirt.controller.migration import flight
 from sdnvirt.controller.migration.move import MoveRolledBack, MoveSteps
 from sdnvirt.controller.migration.record import Migration
 from sdnvirt.controller.migration.states import State
@@ -259,7 +260,10 @@ class NetnsGuests(Kind):
                 steps.switch_back()
                 raise MoveRolledBack(f"{error}; the fabric points at {source} again") from error
             raise
-        migration.hypervisor_downtime_ms = round((json.loads(out)["up_at"] - switching_from) * 1000, 3)
+        swapped = json.loads(out)
+        migration.hypervisor_downtime_ms = round((swapped["up_at"] - switching_from) * 1000, 3)
+        steps.mark(flight.mark(flight.wall(swapped["down_at"]), "guest", "stopped", source))
+        steps.mark(flight.mark(flight.wall(swapped["up_at"]), "guest", "resumed", destination))
         for nic in guest.nics:
             self._plugs.unplug(source, guest_port(nic.port_id))  # its veth went with the guest's old link
         migration.total_ms = round((time.monotonic() - began) * 1000, 1)

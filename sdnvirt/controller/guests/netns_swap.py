@@ -6,12 +6,13 @@ it brings the staged links up with the guest's MACs and says "ready"; on "go"
 (after the fabric has switched over) the old links go and the staged ones take
 their names and addresses. It says when they were up (CLOCK_MONOTONIC, one clock
 for every process of the machine), so that the controller can measure the guest's
-downtime from the moment the fabric switched. Then it announces the guest with RARP
+downtime from the moment the fabric switched, and when they went down (the guest's
+pause begins). Then it announces the guest with RARP
 frames, at the times QEMU does.
 
     python -m sdnvirt.controller.guests.netns_swap INDEX,MAC,IP/PREFIX [...]
 
-prints "ready", waits for a line, prints {"up_at": SECONDS}.
+prints "ready", waits for a line, prints {"down_at": SECONDS, "up_at": SECONDS}.
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ def rarp(mac: bytes) -> bytes:
     return (b"\xff" * 6 + mac + struct.pack("!H", 0x8035) + body).ljust(60, b"\0")
 
 
-def switch_links(nics: list[tuple[int, str, str]]) -> float:
+def switch_links(nics: list[tuple[int, str, str]]) -> tuple[float, float]:
     """Inside the guest: stage the new links, and on "go" put them in the old ones' place
-    (index, MAC, IP/prefix); when they were up (time.monotonic()). iproute2's `ip -batch`
+    (index, MAC, IP/prefix); when the old ones went down and the new ones were up
+    (time.monotonic()). iproute2's `ip -batch`
     does the link work: fifty guests moving at once start fifty of these programs on two
     cores, where importing pyroute2 alone costs each of them 0.3 s of CPU."""
     _ip_batch([f"link set dev {staged_name(index)} address {mac} up" for index, mac, _ in nics])
@@ -60,6 +62,7 @@ def switch_links(nics: list[tuple[int, str, str]]) -> float:
                       f"addr add {address} dev eth{index}", f"link set dev eth{index} up"]
             lines += [f"neigh replace {neighbour} lladdr {mac} dev eth{index} nud stale"
                       for neighbour, mac in neighbours.get(f"eth{index}", [])]
+        down_at = time.monotonic()
         _, errors = swap.communicate("".join(f"{line}\n" for line in lines), timeout=IP_TIMEOUT)
         up_at = time.monotonic()
     finally:
@@ -80,7 +83,7 @@ def switch_links(nics: list[tuple[int, str, str]]) -> float:
         time.sleep(max(0.0, resumed + at - time.monotonic()))
         for sock, frame in sockets:
             sock.send(frame)
-    return up_at
+    return down_at, up_at
 
 
 def _neighbours(links: set[str]) -> dict[str, list[tuple[str, str]]]:
@@ -118,7 +121,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m sdnvirt.controller.guests.netns_swap")
     parser.add_argument("nics", nargs="+", help="INDEX,MAC,IP/PREFIX")
     nics = [(int(i), mac, address) for i, mac, address in (n.split(",") for n in parser.parse_args().nics)]
-    print(json.dumps({"up_at": switch_links(nics)}))
+    down_at, up_at = switch_links(nics)
+    print(json.dumps({"down_at": down_at, "up_at": up_at}))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ from sdnvirt.model.topology import Topology
 
 LOG = logging.getLogger(__name__)
 SWITCH_OVER_WAIT = 30.0  # seconds an ordered switch-over may wait, behind others in a storm
+# Seconds after its end a migration still takes marks: the last gratuitous ARPs, and the
+# destination's own word that the guest runs, can come after libvirt's job has returned.
+FLIGHT_TAIL = 2.0
 PATH = (State.REQUESTED, State.PREPARING, State.COPYING, State.SWITCHING)  # the way forward, in order
 
 
@@ -47,10 +50,13 @@ class Migrations:
         self._switch_wait = switch_wait
         self._lock = threading.Condition()
         self._all: dict[int, Migration] = {}
+        self._latest: dict[str, Migration] = {}  # each guest's last migration, for the flight recorder
         for report in history:
             migration = Migration.from_report(report)
             migration.entered_at = clock()  # a restarted controller gives it its deadline afresh
             self._all[migration.id] = migration
+        for migration in sorted(self._all.values(), key=lambda m: m.id):
+            self._latest[migration.vm] = migration
         self._ids = itertools.count(max(self._all, default=0) + 1)
         self._steps: dict[int, _Steps] = {}  # the migrations a thread drives now
         self._listeners: dict[int, list[Callable[[], None]]] = {}  # called at a migration's next transition
@@ -83,6 +89,18 @@ class Migrations:
         with self._lock:
             return migration.id in self._steps
 
+    def mark(self, vm: str, entry: dict) -> None:
+        """A mark (flight.mark) for the flight recorder of the guest's migration, if one runs or
+        ended within FLIGHT_TAIL seconds; nothing otherwise (a guest that is not moving)."""
+        with self._lock:
+            migration = self._latest.get(vm)
+            if migration is None or (migration.state.final and migration.finished_at is not None
+                                     and time.time() - migration.finished_at > FLIGHT_TAIL):
+                return
+            migration.keep(entry)
+            if migration.state.final:
+                self._report(migration)  # no transition will record it any more
+
     def attach_probe(self, migration_id: int, probe: dict) -> Migration:
         migration = self.get(migration_id)
         with self._lock:
@@ -111,8 +129,8 @@ class Migrations:
                 raise Conflict(f"vm {vm} is on {destination} already", "to")
             migration = Migration(next(self._ids), vm, source, destination, kind, entered_at=self._clock())
             mover.check_move(migration)
-            self._all[migration.id] = migration
-            self._note(migration, "requested")
+            self._all[migration.id] = self._latest[vm] = migration
+            self._note(migration, None)
             steps = self._steps[migration.id] = _Steps(self, migration)
         threading.Thread(target=self._drive, args=(migration, mover, steps), name=f"migrate-{vm}",
                          daemon=True).start()
@@ -356,6 +374,9 @@ class _Steps(MoveSteps):
 
     def switch_back(self) -> None:
         self._driver._switch(self._migration, self._migration.source, "rolled-back")
+
+    def mark(self, entry: dict) -> None:
+        self._driver.mark(self._migration.vm, entry)
 
     def remaining(self) -> float:
         return max(0.0, self._driver.deadline(self._migration) - self._driver._clock())

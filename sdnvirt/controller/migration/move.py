@@ -40,6 +40,10 @@ class MoveSteps(ABC):
         """Point every bridge at the source again (a move that failed after its switch-over)."""
 
     @abstractmethod
+    def mark(self, entry: dict) -> None:
+        """A mark (flight.mark) for the migration's flight recorder."""
+
+    @abstractmethod
     def remaining(self) -> float:
         """Seconds until the current state's deadline."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from sdnvirt.controller.migration import flight
 from sdnvirt.controller.migration.states import State
 
 PROBE_FIGURES = ("sent", "lost", "duplicates", "max_gap_ms", "interval_ms")
@@ -26,6 +27,8 @@ class Migration:
     finished_at: float | None = None
     error: str | None = None
     timeline: list[dict] = field(default_factory=list)  # {"state", "at" (epoch s), "note"}
+    flight: list[dict] = field(default_factory=list)  # the flight recorder's marks (flight.py)
+    flight_dropped: int = 0  # marks beyond flight.MAX_MARKS
     cancel_requested: bool = False
     expired: str | None = None  # the state whose deadline passed, if one did
     hypervisor_downtime_ms: float | None = None
@@ -48,6 +51,13 @@ class Migration:
             return None
         return round((self.switched_at - self.resumed_at) * 1000, 3)
 
+    def keep(self, entry: dict) -> None:
+        """One mark more for the flight recorder (bounded)."""
+        if len(self.flight) < flight.MAX_MARKS:
+            self.flight.append(entry)
+        else:
+            self.flight_dropped += 1
+
     def report(self) -> dict:
         probe = self.probe or {}
         return {
@@ -61,6 +71,8 @@ class Migration:
             "switchover_after_resume_ms": self.switchover_after_resume_ms,
             **{f"probe_{key}": probe.get(key) for key in PROBE_FIGURES},
             "hypervisor": self.hypervisor, "fabric_at": self.fabric_at,
+            "flight": list(self.flight), "flight_dropped": self.flight_dropped,
+            **flight.figures(self.flight, self.source, self.destination, probe.get("max_gap_ms")),
         }
 
     @classmethod
@@ -76,4 +88,6 @@ class Migration:
             switchover_flow_mods=report["switchover_flow_mods"], switchover_error=report["switchover_error"],
             trigger=report["trigger"], probe=probe if probe["sent"] is not None else None,
             hypervisor=report["hypervisor"], fabric_at=report["fabric_at"],
+            # an older controller's reports have no flight recorder
+            flight=list(report.get("flight", [])), flight_dropped=report.get("flight_dropped", 0),
         )

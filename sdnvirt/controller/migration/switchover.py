@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from sdnvirt.controller.fabric.bridges import Fabric
 from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
+from sdnvirt.controller.migration import flight
 from sdnvirt.controller.migration.announcements import announced_mac, gratuitous_arp
 from sdnvirt.controller.state import StateStore
 
@@ -79,10 +80,12 @@ class SwitchOverCounters:
 
 
 class SwitchOver:
-    def __init__(self, store: StateStore, fabric: Fabric, on_switched: Callable[[SwitchedOver], None]):
+    def __init__(self, store: StateStore, fabric: Fabric, on_switched: Callable[[SwitchedOver], None],
+                 on_mark: Callable[[str, dict], None]):
         self.store = store
         self.fabric = fabric
         self._on_switched = on_switched
+        self._on_mark = on_mark  # (vm, flight mark): the flight recorder of the VM's migration
         self._work: queue.Queue = queue.Queue()
         self.counters = SwitchOverCounters()
         self._backlog = threading.BoundedSemaphore(PACKET_IN_BACKLOG)
@@ -160,10 +163,14 @@ class SwitchOver:
         moved = tuple(p for p in port_ids if change.view.active.get(p) == host)
         LOG.info("vm %s: switched over to %s on %s in %.1f ms (%d flow-mods)", vm, host, trigger, latency,
                  sum(applied.flow_mods.values()))
-        self._garp(host, moved)
+        self._on_mark(vm, flight.mark(flight.wall(received), "controller", "switch-over", host, trigger))
+        for bridge, at in sorted(applied.committed.items(), key=lambda item: item[1]):
+            self._on_mark(vm, flight.mark(flight.wall(at), "controller", "committed", bridge,
+                                          f"{applied.flow_mods[bridge]} flow-mods"))
+        self._garp(vm, host, moved)
         self._on_switched(SwitchedOver(vm, host, moved, trigger, latency, sum(applied.flow_mods.values()), completed))
 
-    def _garp(self, host: str, port_ids: tuple[str, ...]) -> None:
+    def _garp(self, vm: str, host: str, port_ids: tuple[str, ...]) -> None:
         view = self.store.view()
         channel = self.fabric.syncs[host].channel
         if channel is None:
@@ -171,12 +178,16 @@ class SwitchOver:
         frames = [(view.placements[p][host].ofport, gratuitous_arp(view.logical_ports[p].mac, view.logical_ports[p].ip))
                   for p in port_ids if host in view.placements.get(p, {})]
         for delay in GARP_REPEATS:
-            threading.Timer(delay, self._inject, args=(channel, frames)).start()
+            threading.Timer(delay, self._inject, args=(vm, host, channel, frames)).start()
 
-    def _inject(self, channel: SwitchChannel, frames: list[tuple[int, bytes]]) -> None:
+    def _inject(self, vm: str, host: str, channel: SwitchChannel, frames: list[tuple[int, bytes]]) -> None:
+        sent = 0
         for in_port, frame in frames:
             try:
                 channel.inject(in_port, frame)
                 self.counters.count("garps")
+                sent += 1
             except SwitchError as error:  # the switch went away meanwhile: nothing to announce to
                 LOG.debug("gratuitous ARP not sent: %s", error)
+        if sent:
+            self._on_mark(vm, flight.mark(time.time(), "controller", "garp", host, f"{sent} frames"))
