@@ -16,7 +16,10 @@ Scenarios, each --runs migrations:
                             port set for live migration as OVN recommends
                             (requested-chassis both hosts, activation-strategy=rarp)
 
-The same libvirt call migrates every VM. Prints one JSON object.
+The same libvirt call migrates every VM. sdnvirt's migrations run with captures on the VM's
+ports, so that their flight recorder decomposes the gap (the pause, QEMU's and on the wire; the
+switch-over after the pause; frames lost in the source's tap; the network-added gap). Prints one
+JSON object.
 
     .venv/bin/python bench/migrate.py [--runs 10] [--without-ovn]
 """
@@ -43,6 +46,7 @@ from sdnvirt.compute.agent import AgentError, GuestAgent
 from sdnvirt.compute.domain import DomainFiles, domain_xml
 from sdnvirt.compute.image import build_image
 from sdnvirt.compute.live_migration import completed_job, migrate_live
+from sdnvirt.controller.migration import flight
 from sdnvirt.lab import netns as lab_netns
 from sdnvirt.lab.lab import Lab, running_labs
 from sdnvirt.lab.migration_probe import MigrationProbe, migrate
@@ -174,7 +178,7 @@ def probed(namespace: str, target: str, move: Callable[[], dict]) -> dict:
 def sdnvirt_runs(lab: Lab, hosts: tuple[str, str], runs: int) -> list[dict]:
     reports = []
     for run in range(runs):
-        report = migrate(lab, "vm", hosts[(run + 1) % 2], probe="probe")
+        report = migrate(lab, "vm", hosts[(run + 1) % 2], probe="probe", capture=True)
         if report["result"] != "completed":
             raise RuntimeError(f"sdnvirt migration failed: {report}")
         reports.append(report)
@@ -245,7 +249,7 @@ def spread(values: list[float | None]) -> dict | None:
 def summary(runs: list[dict]) -> dict:
     figures = {key: spread([r.get(key) for r in runs])
                for key in ("probe_lost", "probe_duplicates", "probe_max_gap_ms", "hypervisor_downtime_ms",
-                           "switchover_ms", "switchover_after_resume_ms", "total_ms")}
+                           "switchover_ms", "switchover_after_resume_ms", "total_ms", *flight.FIGURES)}
     figures["gap_over_downtime_ms"] = spread([r["probe_max_gap_ms"] - r["hypervisor_downtime_ms"] for r in runs
                                               if r["probe_max_gap_ms"] is not None
                                               and r["hypervisor_downtime_ms"] is not None])

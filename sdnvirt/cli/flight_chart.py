@@ -16,9 +16,11 @@ PLOT_WIDTH = 900
 ROW = 22
 PANEL_GAP = 56
 AXIS = 26
+CHARACTER_WIDTH = 5.5  # pixels, at the labels' 9 px
+LABEL_PRIORITY = {"stopped": 0, "resumed": 0, "switch-over": 0, "committed": 0, "suspended": 1, "migration": 1}
 ZOOM_MARGIN_MS = (20.0, 40.0)  # shown before the pause and after its end in the magnified panel
 COLOURS = {"migration": "#4c72b0", "qemu": "#dd8452", "guest": "#dd8452", "libvirt": "#55a868",
-           "controller": "#c44e52", "bridge": "#8172b3"}
+           "controller": "#c44e52", "bridge": "#8172b3", "tap": "#937860"}
 STATE_COLOURS = {"requested": "#dfe7f3", "preparing": "#c7d5ec", "copying": "#a9c0e4", "switching": "#f2c14e",
                  "cancelling": "#f3a6a6", "completed": "#9fd59f", "cancelled": "#d9d9d9", "failed": "#f08080",
                  "rolled-back": "#f08080"}
@@ -59,14 +61,15 @@ def chart(timeline: dict) -> str:
 def _title(timeline: dict) -> tuple[str, str]:
     """The migration, and the figures of its gap."""
     figures = [f"{name} {timeline[key]:.1f} ms" for key, name in (
-        ("pause_ms", "guest pause"), ("switchover_after_pause_ms", "switch-over done on every bridge after the pause"),
+        ("pause_ms", "guest pause"), ("wire_pause_ms", "on the wire"),
+        ("switchover_after_pause_ms", "switch-over done on every bridge after the pause"),
         ("network_added_gap_ms", "network-added gap")) if timeline.get(key) is not None]
     return (f"migration {timeline['id']}: {timeline['vm']} {timeline['from']} -> {timeline['to']} "
             f"({timeline['kind']}, {timeline['state']})", ", ".join(figures) or "no figures: the marks do not tell")
 
 
 def _lane_order(name: str) -> tuple[int, str]:
-    kinds = ["migration", "qemu", "guest", "libvirt", "controller", "bridge"]
+    kinds = ["migration", "qemu", "guest", "libvirt", "controller", "bridge", "tap"]
     kind = name.split()[0]
     return (kinds.index(kind) if kind in kinds else len(kinds), name)
 
@@ -104,23 +107,24 @@ def _panel(svg: ET.Element, top: float, title: str, entries: list[dict], lanes: 
         dot = ET.SubElement(svg, "circle", cx=f"{x(entry['t_ms']):.1f}", cy=f"{y:.1f}", r="3.5",
                             fill=COLOURS.get(lane(entry).split()[0], "black"))
         ET.SubElement(dot, "title").text = _describe(entry)
-    for entry in _labelled(shown, x):
-        y = rows[lane(entry)] + ROW / 2
-        terse = entry["detail"] is None or entry["event"] == "committed"
-        _text(svg, x(entry["t_ms"]) + 5, y - 4, entry["event"] if terse else f"{entry['event']} {entry['detail']}",
-              size=9)
+    for entry, label in _labelled(shown, x):
+        _text(svg, x(entry["t_ms"]) + 5, rows[lane(entry)] + ROW / 2 - 4, label, size=9)
 
 
-def _labelled(entries: list[dict], x) -> list[dict]:
-    """The marks that get a written label: the first of each row within 60 pixels (the others
-    keep their tooltip), so labels do not pile up on one another."""
-    last: dict[str, float] = {}
+def _labelled(entries: list[dict], x) -> list[tuple[dict, str]]:
+    """The marks that get a written label, and the label: in each row, the telling ones first
+    (the pause, the switch-over), then the others where there is room; the rest keep their tooltip."""
+    placed: dict[str, list[tuple[float, float]]] = {}
     chosen = []
-    for entry in sorted(entries, key=lambda e: e["t_ms"]):
-        where = x(entry["t_ms"])
-        if where - last.get(lane(entry), -math.inf) >= 60:
-            chosen.append(entry)
-            last[lane(entry)] = where
+    for entry in sorted(entries, key=lambda e: (LABEL_PRIORITY.get(e["event"], len(LABEL_PRIORITY)), e["t_ms"])):
+        terse = entry["detail"] is None or entry["event"] == "committed"
+        label = entry["event"] if terse else f"{entry['event']} {entry['detail']}"
+        left = x(entry["t_ms"]) + 5
+        right = left + len(label) * CHARACTER_WIDTH
+        row = placed.setdefault(lane(entry), [])
+        if all(right < begin or left > end for begin, end in row):
+            row.append((left, right))
+            chosen.append((entry, label))
     return chosen
 
 

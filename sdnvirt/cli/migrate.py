@@ -24,6 +24,8 @@ def register(verbs) -> None:
     target.add_argument("--cancel", action="store_true", help="cancel the VM's migration under way")
     migrate.add_argument("--offline", action="store_true", help="shut down, move, start")
     migrate.add_argument("--probe", metavar="GUEST", help="a netns guest that pings the VM every 5 ms meanwhile")
+    migrate.add_argument("--capture", action="store_true",
+                         help="capture the guest's ports on both hosts for the flight recorder (migrations show)")
     migrate.add_argument("--json", action="store_true", help="print the report as one JSON object")
     migrate.add_argument("--lab", help="the lab (default: the only one up)")
     migrate.set_defaults(run=_migrate)
@@ -52,7 +54,7 @@ def _migrate(args) -> int:
         report = lab.api().cancel_migration(running[0]["id"])
         print(json.dumps(report, indent=2) if args.json else describe(report))
         return 0 if report["result"] == "cancelled" else 1
-    report = migrate(lab, args.vm, args.to, args.offline, args.probe)
+    report = migrate(lab, args.vm, args.to, args.offline, args.probe, args.capture)
     print(json.dumps(report, indent=2) if args.json else describe(report))
     return 0 if report["result"] == "completed" else 1
 
@@ -108,11 +110,17 @@ def describe_timeline(timeline: dict) -> str:
     for entry in timeline["timeline"]:
         lines.append(f"  {entry['t_ms']:>11.3f} ms  {entry['by']:<10} {entry['host'] or '':<12} {entry['event']}"
                      + (f" {entry['detail']}" if entry["detail"] else ""))
-    figures = {"guest pause": timeline["pause_ms"],
+    figures = {"guest pause": timeline["pause_ms"], "guest pause on the wire": timeline["wire_pause_ms"],
                "switch-over started after the pause": timeline["switchover_started_after_pause_ms"],
                "switch-over done on every bridge after the pause": timeline["switchover_after_pause_ms"],
-               "network-added gap (probe's longest gap - pause)": timeline["network_added_gap_ms"]}
+               "network-added gap (probe's longest gap - the pause on the wire, or the guest's)":
+                   timeline["network_added_gap_ms"]}
     lines += [f"  {name}: {'-' if value is None else f'{value:.1f} ms'}" for name, value in figures.items()]
+    frames = {"frames into the source's port after the pause (lost)": timeline["frames_lost_in_source_tap"],
+              "frames into the destination's port before the guest resumed":
+                  timeline["frames_before_resume_in_destination_tap"],
+              "probes lost elsewhere than in the source's port": timeline["probes_lost_elsewhere"]}
+    lines += [f"  {name}: {'-' if value is None else value}" for name, value in frames.items()]
     if timeline["flight_dropped"]:
         lines.append(f"  ({timeline['flight_dropped']} marks beyond the recorder's bound were not kept)")
     return "\n".join(lines)

@@ -113,8 +113,8 @@ class ApiClient:
     def migrations(self) -> list[dict]:
         return self._request("GET", "/migrations")
 
-    def migrate(self, vm: str, to: str, offline: bool = False) -> dict:
-        return self._request("POST", "/migrations", {"vm": vm, "to": to, "offline": offline})
+    def migrate(self, vm: str, to: str, offline: bool = False, capture: bool = False) -> dict:
+        return self._request("POST", "/migrations", {"vm": vm, "to": to, "offline": offline, "capture": capture})
 
     def migration(self, migration_id: int, wait: float = 0.0) -> dict:
         return self._request("GET", f"/migrations/{migration_id}?wait={wait}", timeout=wait + TIMEOUT)

@@ -28,6 +28,7 @@ from sdnvirt.controller.inventory import Inventory
 from sdnvirt.controller.migration import flight
 from sdnvirt.controller.migration.driver import Migrations
 from sdnvirt.controller.migration.switchover import SwitchedOver, SwitchOver
+from sdnvirt.controller.migration.taps import TapCaptures
 from sdnvirt.controller.migration.watchdog import Watchdog
 from sdnvirt.controller.status import FabricStatus
 from sdnvirt.controller.store import NorthboundStore
@@ -66,7 +67,7 @@ class Controller:
         self.switch_over = SwitchOver(self.store, self.fabric, self._switched,
                                       lambda vm, entry: self.migrations.mark(vm, entry))
         self.migrations = Migrations(topology, self.guests.kind_of, self.switch_over, self._migration_changed,
-                                     northbound.migrations())
+                                     northbound.migrations(), TapCaptures(self._capture_point))
         self.watchdog = Watchdog(self.migrations)
         self.topology_updates = TopologyUpdates(
             northbound, lambda: self.topology, self.use_topology, self.store.view,
@@ -156,6 +157,17 @@ class Controller:
         self.events.publish("switch-over", {"vm": event.vm, "host": event.host, "ports": list(event.ports),
                                             "trigger": event.trigger, "latency_ms": round(event.latency_ms, 2),
                                             "flow_mods": event.flow_mods})
+
+    def _capture_point(self, vm: str, host: str) -> tuple[str | None, list[str]]:
+        """Where a migration's captures run: the host's namespace (a lab's; None where the controller
+        cannot enter it), and the guest's ports on that host's bridge."""
+        endpoint = self.inventory.hosts.get(host)
+        guest = self.topology.guests.get(vm)
+        ports = self.store.view().ports.get(host)
+        if endpoint is None or guest is None or ports is None:
+            return None, []
+        port_ids = {nic.port_id for nic in guest.nics}
+        return endpoint.netns, [b.interface for b in ports.bindings if b.port_id in port_ids]
 
     def _migration_changed(self, report: dict) -> None:
         """Every transition of a migration, in order: into the database (its ordered writer)

@@ -156,14 +156,16 @@ def probe_target(lab: Lab, vm: str, probe: str) -> str:
     return str(shared.ip)
 
 
-def migrate(lab: Lab, vm: str, destination: str, offline: bool = False, probe: str | None = None) -> dict:
+def migrate(lab: Lab, vm: str, destination: str, offline: bool = False, probe: str | None = None,
+            capture: bool = False) -> dict:
     """Migrate through the controller (one request, then its end waited for), with a netns guest
-    probing the VM meanwhile if asked; the report, the probe's figures included."""
+    probing the VM meanwhile if asked, and captures on its ports if asked; the report, the probe's
+    figures included."""
     api = lab.api()
     watcher = MigrationProbe(naming.guest_namespace(lab.name, probe), probe_target(lab, vm, probe)) if probe else None
     migration = None
     try:
-        migration = api.migrate(vm, destination, offline)
+        migration = api.migrate(vm, destination, offline, capture)
         deadline = time.monotonic() + MIGRATION_TIMEOUT
         while migration["result"] is None and time.monotonic() < deadline:
             migration = api.migration(migration["id"], wait=WAIT_STEP)

@@ -92,10 +92,33 @@ class Clock:
         return self.now
 
 
-def driver(mover: Script, switch_over: FakeSwitchOver | None = None, history=(), clock=None):
+class FakeCaptures:
+    """Captures that say what they were asked, and hand over `marks` at the end."""
+
+    def __init__(self, marks: list[dict] | None = None, failing: bool = False):
+        self.calls: list[tuple[str, int]] = []
+        self.marks = marks or []
+        self.failing = failing
+
+    def begin(self, migration: Migration, on_marks) -> None:
+        self.calls.append(("begin", migration.id))
+        on_marks([{"at": 1.0, "by": "tap", "event": "no-capture", "host": migration.source, "detail": "a test"}])
+
+    def wait_started(self, migration: Migration) -> None:
+        self.calls.append(("wait_started", migration.id))
+
+    def end(self, migration: Migration) -> list[dict]:
+        self.calls.append(("end", migration.id))
+        if self.failing:
+            raise RuntimeError("the capture broke")
+        return self.marks
+
+
+def driver(mover: Script, switch_over: FakeSwitchOver | None = None, history=(), clock=None,
+           captures: FakeCaptures | None = None):
     reports: list[dict] = []
     migrations = Migrations(TOPOLOGY, lambda vm: mover, switch_over or FakeSwitchOver(), reports.append,
-                            list(history), clock=clock or Clock(), switch_wait=0.2)
+                            list(history), captures or FakeCaptures(), clock=clock or Clock(), switch_wait=0.2)
     return migrations, reports
 
 

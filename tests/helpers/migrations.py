@@ -74,13 +74,14 @@ def guest_pause_ms(report: dict) -> float:
     return report["hypervisor_downtime_ms"] + WIRE_PAUSE_OVER_LIBVIRT_DOWNTIME_MS
 
 
-def migrate_beside_a_still_guest(lab: Lab, vm: str, destination: str, probe: str, still: str) -> tuple[dict, dict]:
+def migrate_beside_a_still_guest(lab: Lab, vm: str, destination: str, probe: str, still: str,
+                                 capture: bool = False) -> tuple[dict, dict]:
     """Migrate `vm` under `probe`'s probe while a second probe from the same guest watches `still`,
     a guest that does not move: the migration's report, and the baseline's figures (what the
     machine and the fabric do to a probe's gaps at that time, the move aside)."""
     baseline = MigrationProbe(naming.guest_namespace(lab.name, probe), probe_target(lab, still, probe))
     try:
-        report = migrate(lab, vm, destination, probe=probe)
+        report = migrate(lab, vm, destination, probe=probe, capture=capture)
     finally:
         figures = baseline.stop()
     return report, figures
@@ -124,7 +125,10 @@ def assert_the_flight_recorded_it(lab: Lab, report: dict) -> dict:
     stopped on the source and resumed on the destination (QEMU's stamps for a VM, with libvirt's
     copy passes before; the swap's for a netns guest), the switch-over to the destination confirmed
     by the bridges of both hosts, then every round of gratuitous ARPs from the destination; and
-    the gap decomposed from those marks. Returns the timeline the API serves."""
+    the gap decomposed from those marks. A migration with captures has the guest's last frame out
+    of the source's port before its first out of the destination's (for a VM: before QEMU stopped
+    it, and after QEMU resumed it), and the probes that reached the source after the pause are
+    among those the probe lost. Returns the timeline the API serves."""
     source, destination = report["from"], report["to"]
     api = lab.api()
     # the last gratuitous ARPs go out 0.2 s after the switch-over, which may be after the end
@@ -153,8 +157,24 @@ def assert_the_flight_recorded_it(lab: Lab, report: dict) -> dict:
         assert _entries(timeline, "libvirt", "resumed", destination), entries
     assert timeline["pause_ms"] == round((resumed["at"] - stopped["at"]) * 1000, 3)
     assert timeline["switchover_after_pause_ms"] == round((commits[-1]["at"] - stopped["at"]) * 1000, 3)
+    pause = timeline["pause_ms"]
+    if report["capture"]:
+        assert not _entries(timeline, "tap", "no-capture"), entries
+        [last_out] = _entries(timeline, "tap", "last-from-guest", source)
+        [first_out] = _entries(timeline, "tap", "first-from-guest", destination)
+        assert last_out["at"] < first_out["at"], entries
+        if report["kind"] != "netns":  # QEMU stamps its stop after the guest's last frame, its resume before the first
+            assert last_out["at"] <= stopped["at"] and resumed["at"] <= first_out["at"], entries
+        lost_here = [e for e in _entries(timeline, "tap", "to-guest", source)
+                     if e["at"] >= stopped["at"] and e["detail"] == "icmp-request"]
+        if report["probe_lost"] is not None:  # a request into the stopped source is a probe lost
+            assert timeline["probes_lost_elsewhere"] == report["probe_lost"] - len(lost_here) >= 0, entries
+        assert timeline["frames_lost_in_source_tap"] is not None, entries
+        assert timeline["frames_before_resume_in_destination_tap"] is not None, entries
+        pause = timeline["wire_pause_ms"]
+        assert pause == round((first_out["at"] - last_out["at"]) * 1000, 3)
     if report["probe_max_gap_ms"] is not None:
-        assert timeline["network_added_gap_ms"] == round(report["probe_max_gap_ms"] - timeline["pause_ms"], 3)
+        assert timeline["network_added_gap_ms"] == round(report["probe_max_gap_ms"] - pause, 3)
     assert timeline["flight_dropped"] == 0
     return timeline
 

@@ -90,7 +90,7 @@ def test_a_migrations_flight_recorder_is_listed_served_and_drawn(fabric_lab, tmp
     assert shown.returncode == 0 and json.loads(as_json.stdout) == served
     lines = shown.stdout.splitlines()
     assert lines[0] == f"migration {moved['id']}: a4 {home} -> {away} (netns): completed"
-    assert len(lines) == 1 + len(served["timeline"]) + 4 and f"  guest pause: {served['pause_ms']:.1f} ms" in lines
+    assert len(lines) == 1 + len(served["timeline"]) + 8 and f"  guest pause: {served['pause_ms']:.1f} ms" in lines
     marks = [e for e in served["timeline"] if e["event"] != "state"]
     drawn = ET.parse(svg).getroot()
     assert len(drawn.findall(".//{http://www.w3.org/2000/svg}circle")) >= len(marks)  # the whole, then magnified

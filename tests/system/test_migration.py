@@ -66,7 +66,7 @@ def test_live_migration_across_segments_and_back_under_a_probe(lab):
     for source, destination in ((home, away), (away, home)):
         old_ofport = ofport_of(lab, source, "vm1")
         [watch] = listen(on_guest(lab, "watcher", "arp"))
-        report = migrate(lab, "vm1", destination, probe="prober")
+        report = migrate(lab, "vm1", destination, probe="prober", capture=destination == away)
         garps = [Ether(f)[ARP] for f in watch.frames()]
 
         assert report["result"] == "completed", report
@@ -210,7 +210,8 @@ def test_offline_migration_moves_a_stopped_copy_and_starts_it(lab):
 def test_a_netns_guest_migrates_the_same_way(lab):
     watcher = nic(lab, "watcher")
     destination = across_the_router(lab, "watcher")
-    report, baseline = migrate_beside_a_still_guest(lab, "watcher", destination, probe="prober", still="still")
+    report, baseline = migrate_beside_a_still_guest(lab, "watcher", destination, probe="prober", still="still",
+                                                    capture=True)
     assert report["result"] == "completed" and report["kind"] == "netns", report
     assert report["trigger"] == "netns-move" and report["hypervisor_downtime_ms"] < 100
     assert_the_wire_saw_only_the_pause(report, baseline)

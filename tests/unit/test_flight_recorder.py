@@ -13,7 +13,7 @@ from sdnvirt.controller.migration import flight
 from sdnvirt.controller.migration.record import Migration
 from sdnvirt.controller.migration.states import State
 
-from helpers.migration_driving import Script, driver, ended, reached
+from helpers.migration_driving import FakeCaptures, Script, driver, ended, reached
 
 T0 = 1_800_000_000.0  # an epoch second
 
@@ -43,19 +43,19 @@ def a_live_move(probe_gap_ms: float | None = 181.0) -> list[dict]:
 
 
 def test_the_gap_is_decomposed_from_the_marks_whatever_order_they_came_in():
-    assert flight.figures(a_live_move(), "hv1", "hv2", 181.0 + 175.0 - 1.0) == {
+    assert flight.figures(a_live_move(), "hv1", "hv2", {"max_gap_ms": 181.0 + 175.0 - 1.0, "lost": 3}) == {
         "pause_ms": 175.0,  # QEMU's stop on the source to its resume on the destination
+        "wire_pause_ms": None,  # nothing was captured
         "switchover_started_after_pause_ms": 4.6,  # the controller heard of the pause (libvirt's event)
         "switchover_after_pause_ms": 11.25,  # the last bridge of that switch-over confirmed
-        "network_added_gap_ms": 180.0,
+        "frames_lost_in_source_tap": None, "frames_before_resume_in_destination_tap": None,
+        "probes_lost_elsewhere": None, "network_added_gap_ms": 180.0,
     }
 
 
 def test_what_the_marks_do_not_tell_is_none():
     marks = [m for m in a_live_move() if m["by"] != "qemu"]
-    assert flight.figures(marks, "hv1", "hv2", 200.0) == {
-        "pause_ms": None, "switchover_started_after_pause_ms": None, "switchover_after_pause_ms": None,
-        "network_added_gap_ms": None}
+    assert set(flight.figures(marks, "hv1", "hv2", {"max_gap_ms": 200.0, "lost": 1}).values()) == {None}
     assert flight.figures([], "hv1", "hv2", None)["pause_ms"] is None
 
 
@@ -128,7 +128,7 @@ def test_a_restarted_controller_reads_the_marks_back_and_goes_on_marking():
 def served(report: dict) -> dict:
     """The timeline as the API serves it (GET /migrations/{id}/timeline)."""
     return {"id": 3, "vm": "vm1", "from": "hv1", "to": "hv2", "kind": "live", "state": "completed",
-            "flight_dropped": 0, **flight.figures(report["flight"], "hv1", "hv2", 300.0),
+            "flight_dropped": 0, **flight.figures(report["flight"], "hv1", "hv2", {"max_gap_ms": 300.0, "lost": 2}),
             "timeline": flight.timeline(report)}
 
 
@@ -162,5 +162,59 @@ def test_the_text_view_lists_every_entry_and_the_figures():
     report = {"started_at": at(-50), "flight": a_live_move(), "timeline": [{"state": "switching", "at": at(104.7),
                                                                             "note": None}]}
     text = describe_timeline(served(report)).splitlines()
-    assert len(text) == 1 + len(a_live_move()) + 1 + 4
-    assert "guest pause: 175.0 ms" in text[-4] and "11.2 ms" in text[-2]
+    assert len(text) == 1 + len(a_live_move()) + 1 + 8
+    assert "guest pause: 175.0 ms" in text[-8] and "on the wire: -" in text[-7] and "11.2 ms" in text[-5]
+
+
+def frames(*entries: tuple[float, str, str]) -> list:
+    """Frames as tap_capture gives them: [epoch, way, length, kind], from (ms, way, kind)."""
+    return [[at(ms), way, 98, kind] for ms, way, kind in entries]
+
+
+SOURCE_FRAMES = frames((90, "to-guest", "icmp-request"), (91, "from-guest", "icmp-reply"),
+                       (95, "to-guest", "icmp-request"), (96, "from-guest", "icmp-reply"),
+                       (100.5, "to-guest", "icmp-request"), (105.5, "to-guest", "icmp-request"))
+DESTINATION_FRAMES = frames((110.5, "to-guest", "icmp-request"), (115.5, "to-guest", "icmp-request"),
+                            (250, "to-guest", "arp"), (275.0, "from-guest", "rarp"),  # QEMU's, not the guest's
+                            (276.0, "from-guest", "icmp-reply"), (280, "to-guest", "icmp-request"),
+                            (281, "from-guest", "icmp-reply"))
+
+
+def test_captures_become_the_guests_last_frame_out_and_first_in_and_what_came_between():
+    source = flight.tap_marks("source", "hv1", list(reversed(SOURCE_FRAMES)), limit=50)
+    destination = flight.tap_marks("destination", "hv2", DESTINATION_FRAMES, limit=50)
+    assert [(m["event"], round((m["at"] - T0) * 1000, 1)) for m in source] == [
+        ("last-from-guest", 96.0), ("to-guest", 100.5), ("to-guest", 105.5)]
+    assert [(m["event"], m["detail"]) for m in destination] == [
+        ("to-guest", "icmp-request"), ("to-guest", "icmp-request"), ("to-guest", "arp"),
+        ("first-from-guest", "icmp-reply")]
+    assert len(flight.tap_marks("destination", "hv2", DESTINATION_FRAMES, limit=1)) == 2  # bounded
+    assert flight.tap_marks("source", "hv1", [], limit=50) == []
+    figures = flight.figures(a_live_move() + source + destination, "hv1", "hv2", {"max_gap_ms": 185.0, "lost": 3})
+    assert figures["wire_pause_ms"] == 180.0  # 96 -> 276: the guest's pause as the probe sees it
+    assert figures["frames_lost_in_source_tap"] == 2  # in after QEMU stopped it at 100
+    assert figures["probes_lost_elsewhere"] == 1  # of the 3 the probe lost
+    assert figures["frames_before_resume_in_destination_tap"] == 3  # waiting when it resumed at 275
+    assert figures["network_added_gap_ms"] == 5.0  # measured against the wire's pause, not QEMU's
+
+
+def test_captures_begin_at_copying_end_after_the_migration_and_their_marks_are_kept():
+    tap = flight.mark(at(1), "tap", "last-from-guest", "hv1", "icmp-reply")
+    captures = FakeCaptures([tap])
+    migrations, reports = driver(Script(), captures=captures)
+    migration = ended(migrations, migrations.start("a1", "hv2", capture=True))
+    assert migration.state == State.COMPLETED
+    assert captures.calls == [("begin", migration.id), ("wait_started", migration.id), ("end", migration.id)]
+    assert [m["event"] for m in migration.flight] == ["no-capture", "last-from-guest"]
+    assert reports[-1]["flight"] == migration.flight and reports[-1]["capture"] is True
+
+
+def test_no_capture_unless_asked_and_a_broken_one_costs_only_its_marks():
+    captures = FakeCaptures()
+    migrations, _ = driver(Script(), captures=captures)
+    assert ended(migrations, migrations.start("a1", "hv2")).state == State.COMPLETED
+    assert captures.calls == []
+    broken = FakeCaptures(failing=True)
+    migrations, _ = driver(Script(), captures=broken)
+    migration = ended(migrations, migrations.start("a1", "hv2", capture=True))
+    assert migration.state == State.COMPLETED and ("end", migration.id) in broken.calls

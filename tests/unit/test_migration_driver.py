@@ -16,7 +16,7 @@ from sdnvirt.controller.migration.watchdog import Watchdog
 from sdnvirt.errors import Conflict, Failed, NotFound
 
 from helpers.fabric_views import TOPOLOGY
-from helpers.migration_driving import WAIT, Clock, FakeSwitchOver, Script, driver, ended, reached
+from helpers.migration_driving import WAIT, Clock, FakeCaptures, FakeSwitchOver, Script, driver, ended, reached
 
 
 def states(migration: Migration) -> list[str]:
@@ -179,7 +179,7 @@ def test_a_hypervisor_error_after_the_guest_runs_on_the_destination_is_completed
 
 def test_a_recorder_that_fails_costs_records_not_the_migration():
     mover = Script()
-    migrations = Migrations(TOPOLOGY, lambda vm: mover, FakeSwitchOver(), lambda report: 1 / 0, [],
+    migrations = Migrations(TOPOLOGY, lambda vm: mover, FakeSwitchOver(), lambda report: 1 / 0, [], FakeCaptures(),
                             clock=Clock(), switch_wait=0.2)
     assert ended(migrations, migrations.start("a1", "hv2")).state == State.COMPLETED
 

@@ -19,7 +19,7 @@ from sdnvirt.controller.migration.record import Migration
 
 MAX_WAIT = 300.0
 CANCEL_WAIT = 60.0  # seconds a cancel waits for the migration to end before it answers as it is
-TIMELINE_FIELDS = ("id", "vm", "from", "to", "kind", "state", "started_at", "hypervisor_downtime_ms",
+TIMELINE_FIELDS = ("id", "vm", "from", "to", "kind", "capture", "state", "started_at", "hypervisor_downtime_ms",
                    "probe_max_gap_ms", "probe_lost", "flight_dropped", *flight.FIGURES)
 
 
@@ -28,6 +28,8 @@ class MigrationRequest(BaseModel):
     vm: str = Field(description="The guest to move")
     to: str = Field(description="The destination host")
     offline: bool = Field(False, description="A cold move: shut down, move, start (qemu guests)")
+    capture: bool = Field(False, description="Short captures on the guest's ports on both hosts, for the "
+                                             "migration's flight recorder (GET /migrations/{id}/timeline)")
 
 
 class ProbeFigures(BaseModel):
@@ -70,7 +72,7 @@ def migration_routes(migrations: Migrations) -> APIRouter:
     def start(request: MigrationRequest) -> dict:
         """Start moving a guest (409 if it moves already, or cannot move now); follow it with
         GET /migrations/{id}?wait=SECONDS."""
-        return migrations.start(request.vm, request.to, request.offline).report()
+        return migrations.start(request.vm, request.to, request.offline, request.capture).report()
 
     @router.get("/{migration_id}")
     async def show(migration_id: int, wait: float = Query(0.0, ge=0, le=MAX_WAIT)) -> dict:

@@ -25,6 +25,7 @@ from sdnvirt.controller.migration.move import MoveCancelled, Mover, MoveRolledBa
 from sdnvirt.controller.migration.record import Migration
 from sdnvirt.controller.migration.states import DEADLINES, State, check_transition
 from sdnvirt.controller.migration.switchover import SwitchedOver, SwitchOver
+from sdnvirt.controller.migration.taps import TapCaptures
 from sdnvirt.errors import Conflict, Failed, Invalid, NotFound, SdnvirtError, TimedOut
 from sdnvirt.model.topology import Topology
 
@@ -38,12 +39,13 @@ PATH = (State.REQUESTED, State.PREPARING, State.COPYING, State.SWITCHING)  # the
 
 class Migrations:
     def __init__(self, topology: Topology, movers: Callable[[str], Mover], switch_over: SwitchOver,
-                 record: Callable[[dict], None], history: list[dict],
+                 record: Callable[[dict], None], history: list[dict], captures: TapCaptures,
                  deadlines: dict[State, float] = DEADLINES, clock: Callable[[], float] = time.monotonic,
                  switch_wait: float = SWITCH_OVER_WAIT):
         self.topology = topology
         self._movers = movers  # guest name -> its kind
         self._switch_over = switch_over
+        self._captures = captures
         self._record = record  # every transition's report, in order
         self._deadlines = deadlines
         self._clock = clock
@@ -110,8 +112,9 @@ class Migrations:
 
     # -- starting, waiting, cancelling -----------------------------------------------------------
 
-    def start(self, vm: str, destination: str, offline: bool = False) -> Migration:
-        """Check and record a migration, then drive it on a thread of its own."""
+    def start(self, vm: str, destination: str, offline: bool = False, capture: bool = False) -> Migration:
+        """Check and record a migration, then drive it on a thread of its own; with `capture`, its
+        flight recorder gets short captures on the guest's ports (taps.py)."""
         if vm not in self.topology.guests:
             raise NotFound(f"no guest named {vm!r}", "vm")
         if destination not in self.topology.hosts:
@@ -127,7 +130,7 @@ class Migrations:
             source = mover.where(vm, kind)
             if source == destination:
                 raise Conflict(f"vm {vm} is on {destination} already", "to")
-            migration = Migration(next(self._ids), vm, source, destination, kind, entered_at=self._clock())
+            migration = Migration(next(self._ids), vm, source, destination, kind, capture, entered_at=self._clock())
             mover.check_move(migration)
             self._all[migration.id] = self._latest[vm] = migration
             self._note(migration, None)
@@ -238,6 +241,8 @@ class Migrations:
         migration.entered_at = self._clock()
         if state.final:
             migration.finished_at = time.time()
+        if state == State.COPYING and migration.capture:  # both hosts have the guest's port now
+            self._captures.begin(migration, lambda marks: self._keep(migration, marks))
         self._note(migration, note)
 
     def _note(self, migration: Migration, note: str | None) -> None:
@@ -247,6 +252,13 @@ class Migrations:
         for callback in self._listeners.pop(migration.id, []):
             callback()
         self._report(migration)
+
+    def _keep(self, migration: Migration, marks: list[dict]) -> None:
+        """Marks for the migration's flight recorder that came apart from any transition."""
+        with self._lock:
+            for entry in marks:
+                migration.keep(entry)
+            self._report(migration)
 
     def _report(self, migration: Migration) -> None:
         """A recorder that fails costs a record, never a transition."""
@@ -275,10 +287,21 @@ class Migrations:
                 LOG.exception("vm %s: the move to %s raised", migration.vm, migration.destination)
         finally:
             try:
+                self._end_captures(migration)  # before the end, so that its final report holds them
                 self.conclude(migration, mover, outcome, error)
             finally:
                 with self._lock:
                     self._steps.pop(migration.id, None)
+
+    def _end_captures(self, migration: Migration) -> None:
+        """The move is over (the source's port gone with its guest, the destination's first answers
+        out): what the captures saw goes into the flight recorder."""
+        if not migration.capture:
+            return
+        try:
+            self._keep(migration, self._captures.end(migration))
+        except Exception:  # the captures cost the flight recorder some marks, nothing more
+            LOG.exception("migration %d: its captures could not be read", migration.id)
 
     def conclude(self, migration: Migration, mover: Mover, outcome: State, error: str | None) -> None:
         """End a migration as `outcome`, first making the fabric agree with where the guest runs:
@@ -368,6 +391,8 @@ class _Steps(MoveSteps):
 
     def enter(self, state: State) -> None:
         self._driver.advance(self._migration, state)
+        if state == State.COPYING and self._migration.capture:
+            self._driver._captures.wait_started(self._migration)  # a quick move is captured whole
 
     def switch_over(self, trigger: str) -> None:
         self._driver._switch(self._migration, self._migration.destination, trigger)

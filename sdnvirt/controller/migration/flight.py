@@ -15,11 +15,19 @@ A mark is {"at", "by", "event", "host", "detail"}:
 - by "libvirt": a lifecycle event as the controller received it (suspended, resumed, ...)
 - by "controller": switch-over (host: the target, detail: its trigger), committed (host:
   a bridge that confirmed its flows), garp (host: where gratuitous ARPs were sent from)
+- by "tap" (captures on the guest's ports, on request, taps.py; stamped by the kernel):
+  last-from-guest (source), to-guest (frames into the source's port after that, or into
+  the destination's before the guest answered there), first-from-guest (destination),
+  no-capture (detail: why not)
 
 From them, figures(): the guest's pause (stopped on the source to resumed on the
-destination), how long after the pause the switch-over was started and was
-committed on every bridge, and, with a probe, what the network added to the
-probe's longest gap beyond the pause.
+destination) and its pause on the wire (its last frame out on the source to its
+first on the destination), how long after the pause the switch-over was started
+and was committed on every bridge, the frames that reached the source's port
+after the pause (lost there) and the destination's before the guest resumed,
+and, with a probe, the probes lost elsewhere than in the source's port and what
+the network added to the probe's longest gap beyond the pause (the wire's, when
+captured).
 """
 
 from __future__ import annotations
@@ -27,8 +35,9 @@ from __future__ import annotations
 import time
 
 MAX_MARKS = 500  # a migration's marks, at most (QEMU's passes of a long copy would be unbounded)
-BY = ("qemu", "guest", "libvirt", "controller")
-FIGURES = ("pause_ms", "switchover_started_after_pause_ms", "switchover_after_pause_ms", "network_added_gap_ms")
+FIGURES = ("pause_ms", "wire_pause_ms", "switchover_started_after_pause_ms", "switchover_after_pause_ms",
+           "frames_lost_in_source_tap", "frames_before_resume_in_destination_tap", "probes_lost_elsewhere",
+           "network_added_gap_ms")
 
 
 def wall(monotonic_at: float) -> float:
@@ -53,8 +62,29 @@ def qemu_mark(name: str, at: float, host: str, data: dict) -> dict:
 _QEMU = {"STOP": "stopped", "RESUME": "resumed", "MIGRATION": "migration", "MIGRATION_PASS": "pass"}
 
 
-def figures(marks: list[dict], source: str, destination: str, probe_max_gap_ms: float | None) -> dict:
-    """The gap decomposed (milliseconds; None where the marks do not tell)."""
+def tap_marks(side: str, host: str, frames: list, limit: int) -> list[dict]:
+    """A capture's frames ([epoch, direction, length, kind], tap_capture.py) as marks: on the
+    source, the guest's last frame out and up to `limit` frames in after it; on the destination,
+    up to `limit` frames in before the guest's first frame out, and that one. A RARP frame is
+    QEMU's announcement of a guest that has not run yet (or the swap's, for a netns guest), not
+    the guest's own."""
+    frames = sorted(frames)
+    out = [f for f in frames if f[1] == "from-guest" and f[3] != "rarp"]
+    if side == "source":
+        last = out[-1] if out else None
+        after = [f for f in frames if f[1] == "to-guest" and (last is None or f[0] > last[0])][:limit]
+        return ([mark(last[0], "tap", "last-from-guest", host, last[3])] if last else []) + \
+            [mark(f[0], "tap", "to-guest", host, f[3]) for f in after]
+    first = out[0] if out else None
+    before = [f for f in frames if f[1] == "to-guest" and (first is None or f[0] < first[0])][:limit]
+    return [mark(f[0], "tap", "to-guest", host, f[3]) for f in before] + \
+        ([mark(first[0], "tap", "first-from-guest", host, first[3])] if first else [])
+
+
+def figures(marks: list[dict], source: str, destination: str, probe: dict | None) -> dict:
+    """The gap decomposed (milliseconds, frames; None where the marks, or the probe's figures
+    ("lost", "max_gap_ms"), do not tell)."""
+    probe = probe or {}
     ordered = sorted(marks, key=lambda m: m["at"])
     stopped = _first(ordered, lambda m: m["by"] in ("qemu", "guest") and m["event"] == "stopped"
                      and m["host"] == source)
@@ -62,13 +92,25 @@ def figures(marks: list[dict], source: str, destination: str, probe_max_gap_ms: 
                      and m["host"] == destination and (stopped is None or m["at"] >= stopped["at"]))
     started = _first(ordered, lambda m: m["event"] == "switch-over" and m["host"] == destination)
     commits = _commits(ordered, started)
-    pause = _ms(stopped, resumed)
+    last_out = _first(ordered[::-1], lambda m: m["event"] == "last-from-guest" and m["host"] == source)
+    first_out = _first(ordered, lambda m: m["event"] == "first-from-guest" and m["host"] == destination)
+    frames_in = [m for m in ordered if m["by"] == "tap" and m["event"] == "to-guest"]
+    pause, wire_pause = _ms(stopped, resumed), _ms(last_out, first_out)
+    gap_pause = wire_pause if wire_pause is not None else pause
+    lost_in_source = None if last_out is None or stopped is None \
+        else [m for m in frames_in if m["host"] == source and m["at"] >= stopped["at"]]
     return {
         "pause_ms": pause,
+        "wire_pause_ms": wire_pause,
         "switchover_started_after_pause_ms": _ms(stopped, started),
         "switchover_after_pause_ms": _ms(stopped, max(commits, key=lambda m: m["at"])) if commits else None,
-        "network_added_gap_ms": None if pause is None or probe_max_gap_ms is None
-        else round(probe_max_gap_ms - pause, 3),
+        "frames_lost_in_source_tap": None if lost_in_source is None else len(lost_in_source),
+        "frames_before_resume_in_destination_tap": None if first_out is None or resumed is None
+        else sum(1 for m in frames_in if m["host"] == destination and m["at"] < resumed["at"]),
+        "probes_lost_elsewhere": None if lost_in_source is None or probe.get("lost") is None
+        else probe["lost"] - sum(1 for m in lost_in_source if m["detail"] == "icmp-request"),
+        "network_added_gap_ms": None if gap_pause is None or probe.get("max_gap_ms") is None
+        else round(probe["max_gap_ms"] - gap_pause, 3),
     }
 
 

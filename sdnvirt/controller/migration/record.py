@@ -22,6 +22,7 @@ class Migration:
     source: str
     destination: str
     kind: str  # "live" | "offline" | "netns"
+    capture: bool = False  # short captures on the guest's ports for the flight recorder (taps.py)
     state: State = State.REQUESTED
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
@@ -62,6 +63,7 @@ class Migration:
         probe = self.probe or {}
         return {
             "id": self.id, "vm": self.vm, "from": self.source, "to": self.destination, "kind": self.kind,
+            "capture": self.capture,
             "state": str(self.state), "result": str(self.state) if self.state.final else None,
             "error": self.error, "started_at": self.started_at, "finished_at": self.finished_at,
             "timeline": list(self.timeline), "cancel_requested": self.cancel_requested, "expired": self.expired,
@@ -72,7 +74,7 @@ class Migration:
             **{f"probe_{key}": probe.get(key) for key in PROBE_FIGURES},
             "hypervisor": self.hypervisor, "fabric_at": self.fabric_at,
             "flight": list(self.flight), "flight_dropped": self.flight_dropped,
-            **flight.figures(self.flight, self.source, self.destination, probe.get("max_gap_ms")),
+            **flight.figures(self.flight, self.source, self.destination, self.probe),
         }
 
     @classmethod
@@ -81,6 +83,7 @@ class Migration:
         probe = {key: report.get(f"probe_{key}") for key in PROBE_FIGURES}
         return cls(
             id=report["id"], vm=report["vm"], source=report["from"], destination=report["to"], kind=report["kind"],
+            capture=report.get("capture", False),
             state=State(report["state"]), started_at=report["started_at"], finished_at=report["finished_at"],
             error=report["error"], timeline=list(report["timeline"]), cancel_requested=report["cancel_requested"],
             expired=report["expired"], hypervisor_downtime_ms=report["hypervisor_downtime_ms"],
