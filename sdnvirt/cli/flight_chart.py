@@ -17,7 +17,8 @@ ROW = 22
 PANEL_GAP = 56
 AXIS = 26
 CHARACTER_WIDTH = 5.5  # pixels, at the labels' 9 px
-LABEL_PRIORITY = {"stopped": 0, "resumed": 0, "switch-over": 0, "committed": 0, "suspended": 1, "migration": 1}
+LABEL_PRIORITY = {"stopped": 0, "resumed": 0, "switch-over": 0, "committed": 0, "suspended": 1, "migration": 1,
+                  "sent": 1}
 ZOOM_MARGIN_MS = (20.0, 40.0)  # shown before the pause and after its end in the magnified panel
 COLOURS = {"migration": "#4c72b0", "qemu": "#dd8452", "guest": "#dd8452", "libvirt": "#55a868",
            "controller": "#c44e52", "bridge": "#8172b3", "tap": "#937860"}
@@ -30,7 +31,7 @@ def lane(entry: dict) -> str:
     """The row an entry of the timeline is drawn on."""
     if entry["event"] == "state":
         return "migration"
-    if entry["event"] == "committed":
+    if entry["event"] in ("sent", "committed"):
         return f"bridge {entry['host']}"
     return f"{entry['by']} {entry['host']}" if entry["by"] != "controller" else "controller"
 
@@ -117,7 +118,7 @@ def _labelled(entries: list[dict], x) -> list[tuple[dict, str]]:
     placed: dict[str, list[tuple[float, float]]] = {}
     chosen = []
     for entry in sorted(entries, key=lambda e: (LABEL_PRIORITY.get(e["event"], len(LABEL_PRIORITY)), e["t_ms"])):
-        terse = entry["detail"] is None or entry["event"] == "committed"
+        terse = entry["detail"] is None or entry["event"] == "sent"
         label = entry["event"] if terse else f"{entry['event']} {entry['detail']}"
         left = x(entry["t_ms"]) + 5
         right = left + len(label) * CHARACTER_WIDTH

@@ -58,6 +58,7 @@ class FakeCommit:
         self.switch = switch
         self.deletes = deletes
         self.adds = adds
+        self.sent = time.monotonic()
         self.answered: float | None = None
 
     def wait(self, timeout: float = 10.0) -> None:

@@ -145,6 +145,8 @@ def assert_the_flight_recorded_it(lab: Lab, report: dict) -> dict:
     commits = [e for e in _entries(timeline, "controller", "committed") if e["at"] >= started["at"]]
     garps = _entries(timeline, "controller", "garp", destination)
     assert {source, destination} <= {c["host"] for c in commits}, entries
+    sent = {e["host"]: e["at"] for e in _entries(timeline, "controller", "sent") if e["at"] >= started["at"]}
+    assert all(started["at"] <= sent[c["host"]] <= c["at"] for c in commits), entries  # sent, then confirmed
     assert stopped["at"] < resumed["at"] and started["at"] <= commits[0]["at"] <= commits[-1]["at"] <= garps[0]["at"]
     if report["kind"] == "netns":  # the fabric points at the destination before the guest's links go
         assert commits[-1]["at"] <= stopped["at"], entries

@@ -70,9 +70,10 @@ class _Fabric:
         self.syncs = defaultdict(lambda: SimpleNamespace(channel=None))
 
     def apply(self, change, wait=False):
-        """Every bridge confirms (the destination first), 1 ms apart, 4 flow-mods each."""
+        """Every bridge gets 4 flow-mods (the destination first) and confirms them 1 ms later."""
         now, hosts = time.monotonic(), sorted(change.view.topology.hosts, key=lambda h: h not in change.activated)
-        return Applied(dict.fromkeys(hosts, 4), 0.0, {host: now + i / 1000 for i, host in enumerate(hosts)})
+        return Applied(dict.fromkeys(hosts, 4), 0.0, {host: now + i / 1000 for i, host in enumerate(hosts)},
+                       {host: now + (i + 1) / 1000 for i, host in enumerate(hosts)})
 
 
 def switch_over(store: MemoryStore | None = None, marks: list | None = None) -> SwitchOver:
@@ -124,12 +125,14 @@ def test_a_valid_announcement_from_a_bound_destination_switches_over():
     assert store.view().active[port_id("a1")] == "hv3"
     assert dropped(over) == {}
     # the flight recorder of a1's migration hears when the trigger came and when each bridge confirmed
-    started, *commits = [entry for vm, entry in marks if vm == "a1"]
+    started, *bridges = [entry for vm, entry in marks if vm == "a1"]
     assert (started["event"], started["host"], started["detail"]) == ("switch-over", "hv3", "rarp")
     assert abs(started["at"] - flight.wall(received)) < 0.001
     destination_first = sorted(TOPOLOGY.hosts, key=lambda h: h != "hv3")
-    assert [(c["event"], c["host"]) for c in commits] == [("committed", h) for h in destination_first]
-    assert started["at"] <= commits[0]["at"] < commits[-1]["at"]
+    assert [(b["event"], b["host"]) for b in bridges] == [("sent", h) for h in destination_first] + [
+        ("committed", h) for h in destination_first]
+    assert bridges[0]["detail"] == "4 flow-mods"
+    assert started["at"] <= bridges[0]["at"] < bridges[-1]["at"]
 
 
 class _StuckStore(MemoryStore):

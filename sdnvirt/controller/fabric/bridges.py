@@ -31,10 +31,12 @@ LOG = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Applied:
     """What applying a change took: flow-mods sent per host, and how long (milliseconds); with
-    `wait`, when (time.monotonic()) each bridge that got flow-mods confirmed them."""
+    `wait`, when (time.monotonic()) the flow-mods of each bridge that got some were sent, and
+    when it confirmed them."""
 
     flow_mods: dict[str, int]
     elapsed_ms: float
+    sent: dict[str, float] = field(default_factory=dict)
     committed: dict[str, float] = field(default_factory=dict)
 
 
@@ -125,6 +127,7 @@ class Fabric:
         it in its sync state (0 flow-mods here)."""
         began = time.monotonic()
         sent: dict[str, int] = {}
+        sent_at: dict[str, float] = {}
         committed: dict[str, float] = {}
         if change:
             ordered = sorted(self.syncs.values(), key=lambda s: s.host not in change.activated)
@@ -136,11 +139,11 @@ class Fabric:
                     for sync, round_ in sending:
                         sent[sync.host] = round_.wait()
                         if round_.committed is not None:
-                            committed[sync.host] = round_.committed
+                            sent_at[sync.host], committed[sync.host] = round_.sent, round_.committed
             else:
                 for sync in ordered:
                     sync.request(change.owners)
-        return Applied(sent, (time.monotonic() - began) * 1000, committed)
+        return Applied(sent, (time.monotonic() - began) * 1000, sent_at, committed)
 
     def programmed(self, host: str) -> frozenset[OwnerKey]:
         """The owners whose flows the host's bridge holds now (none while it is not in sync)."""

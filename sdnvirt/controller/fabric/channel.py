@@ -174,7 +174,7 @@ class SwitchChannel:
             with self._lock:
                 self._pending.pop(xid, None)
             raise SwitchError(f"switch {self.dpid:#x} is not connected")
-        return Commit(self, xid, pending)
+        return Commit(self, xid, pending, time.monotonic())
 
     def commit_flows(self, deletes: list[Flow], adds: list[Flow], timeout: float = DEFAULT_TIMEOUT) -> None:
         self.send_flows(deletes, adds).wait(timeout)
@@ -193,6 +193,7 @@ class Commit:
     channel: SwitchChannel
     xid: int
     pending: _Pending
+    sent: float  # time.monotonic() when it was handed to the connection
 
     def wait(self, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.channel._wait(self.xid, self.pending, timeout, "a bundle")

@@ -295,7 +295,8 @@ class Sending:
     def __init__(self, sync: SwitchSync, round_: _Round | None):
         self._sync = sync
         self._round = round_
-        self.committed: float | None = None  # time.monotonic() when the switch confirmed the round's bundle
+        self.sent: float | None = None  # time.monotonic() when the round's bundle was handed to the connection
+        self.committed: float | None = None  # and when the switch confirmed it
 
     def wait(self) -> int:
         """The flow-mods the round sent, once the switch has them (0 if it could not)."""
@@ -304,7 +305,7 @@ class Sending:
             return 0
         sent = self._sync._attempt(self._sync._end_round, round_) or 0
         if sent and round_.commit is not None:
-            self.committed = round_.commit.answered
+            self.sent, self.committed = round_.commit.sent, round_.commit.answered
         return sent
 
     def abandon(self) -> None:

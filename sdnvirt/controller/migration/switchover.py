@@ -164,9 +164,11 @@ class SwitchOver:
         LOG.info("vm %s: switched over to %s on %s in %.1f ms (%d flow-mods)", vm, host, trigger, latency,
                  sum(applied.flow_mods.values()))
         self._on_mark(vm, flight.mark(flight.wall(received), "controller", "switch-over", host, trigger))
-        for bridge, at in sorted(applied.committed.items(), key=lambda item: item[1]):
-            self._on_mark(vm, flight.mark(flight.wall(at), "controller", "committed", bridge,
+        for bridge, at in sorted(applied.sent.items(), key=lambda item: item[1]):
+            self._on_mark(vm, flight.mark(flight.wall(at), "controller", "sent", bridge,
                                           f"{applied.flow_mods[bridge]} flow-mods"))
+        for bridge, at in sorted(applied.committed.items(), key=lambda item: item[1]):
+            self._on_mark(vm, flight.mark(flight.wall(at), "controller", "committed", bridge))
         self._garp(vm, host, moved)
         self._on_switched(SwitchedOver(vm, host, moved, trigger, latency, sum(applied.flow_mods.values()), completed))
 
