@@ -127,6 +127,15 @@ def resolve_active(previous: dict[str, str], placements: dict[str, dict[str, Bin
     return active
 
 
+def activation(view: FabricView, port_ids: list[str], host: str) -> ViewChange:
+    """The change that makes the ports active on `host`, where they must be bound (a switch-over),
+    without making it: a store makes it, a switch-over prepares for it."""
+    moved = {p: host for p in port_ids if host in view.placements.get(p, {}) and view.active.get(p) != host}
+    if not moved:
+        return ViewChange(view, frozenset())
+    return changes_between(view, FabricView(view.topology, view.ports, {**view.active, **moved}))
+
+
 def _signature(view: FabricView, port_id: str) -> tuple:
     where = view.placements.get(port_id, {})
     return (tuple(sorted((h, b.ofport, b.interface) for h, b in where.items())), view.active.get(port_id))
@@ -199,12 +208,9 @@ class MemoryStore:
 
     def activate(self, port_ids: list[str], host: str) -> ViewChange:
         with self._lock:
-            old = self._view
-            moved = {p: host for p in port_ids if host in old.placements.get(p, {}) and old.active.get(p) != host}
-            if not moved:
-                return ViewChange(old, frozenset())
-            self._view = FabricView(old.topology, old.ports, {**old.active, **moved})
-            return changes_between(old, self._view)
+            change = activation(self._view, port_ids, host)
+            self._view = change.view
+            return change
 
     def _placed(self, topology: Topology, ports: dict[str, HostPorts]) -> FabricView:
         placements = FabricView(topology, ports).placements

@@ -35,6 +35,9 @@ class FakeSwitchOver:
     def source_paused(self, vm: str, destination: str, received: float) -> None:
         self.orders.append((vm, destination, "source-paused"))
 
+    def prepare(self, vm: str, host: str) -> None:
+        self.orders.append((vm, host, "prepare"))
+
 
 class Script(Mover):
     """A guest kind whose move walks the usual steps and raises `failure` at step number `fail_at`."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from sdnvirt.controller.fabric.channel import SwitchChannel
 from sdnvirt.controller.fabric.compiler import compile_host, compile_owner
+from sdnvirt.controller.fabric.openflow import encoded_flow_mod
 from sdnvirt.controller.fabric.pipeline import Pipeline
 from sdnvirt.controller.fabric.sync import Compiler, SwitchSync
 from sdnvirt.controller.state import OwnerKey, StateStore, ViewChange
@@ -144,6 +145,25 @@ class Fabric:
                 for sync in ordered:
                     sync.request(change.owners)
         return Applied(sent, (time.monotonic() - began) * 1000, sent_at, committed)
+
+    def prepare(self, change: ViewChange) -> int:
+        """Encode ahead the flow-mods a change would send (the flows its owners would have, and
+        those they have now, to be deleted): os-ken's encoder is the costliest step of a round,
+        and a switch-over's flows are new ones (the destination's port numbers). The encodings
+        are kept (openflow.encoded_flow_mod); how many flows were encoded."""
+        if not change or change.owners is None:
+            return 0
+        now = self.store.view()
+        encoded = 0
+        for host in self.syncs:
+            for owner in change.owners:
+                for rule in compile_owner(change.view, host, self.pipeline, owner):
+                    encoded_flow_mod(rule, False)
+                    encoded += 1
+                for rule in compile_owner(now, host, self.pipeline, owner):
+                    encoded_flow_mod(rule, True)
+                    encoded += 1
+        return encoded
 
     def programmed(self, host: str) -> frozenset[OwnerKey]:
         """The owners whose flows the host's bridge holds now (none while it is not in sync)."""

@@ -231,8 +231,11 @@ class Migrations:
                 self._enter(migration, State.SWITCHING, "too late to cancel")
                 return
             here, there = PATH.index(migration.state), PATH.index(target)
-            for state in PATH[here + 1:there + 1]:
+            passed = PATH[here + 1:there + 1]
+            for state in passed:
                 self._enter(migration, state)
+        if State.COPYING in passed:  # the destination's port is bound: its switch-over can be readied
+            self._switch_over.prepare(migration.vm, migration.destination)
 
     def _enter(self, migration: Migration, state: State, note: str | None = None) -> None:
         """One transition; callers hold the lock."""

@@ -36,7 +36,7 @@ from sdnvirt.controller.fabric.bridges import Fabric
 from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
 from sdnvirt.controller.migration import flight
 from sdnvirt.controller.migration.announcements import announced_mac, gratuitous_arp
-from sdnvirt.controller.state import StateStore
+from sdnvirt.controller.state import StateStore, activation
 
 LOG = logging.getLogger(__name__)
 GARP_REPEATS = (0.0, 0.05, 0.2)  # seconds after the switch-over, as QEMU spaces its own announcements
@@ -108,6 +108,20 @@ class SwitchOver:
 
     def source_paused(self, vm: str, destination: str, received: float) -> None:
         self._work.put((self._switch_vm, (vm, destination, "source-paused", received)))
+
+    def prepare(self, vm: str, host: str) -> None:
+        """Ready the VM's switch-over to `host`, where its port is bound now (a migration copies):
+        its flow-mods encoded ahead, so that at the pause only the sending is left. In the
+        caller's thread, never on the switch-over's (a switch-over under way must not wait)."""
+        guest = self.store.view().topology.guests.get(vm)
+        if guest is None:
+            return
+        try:
+            encoded = self.fabric.prepare(activation(self.store.view(), [n.port_id for n in guest.nics], host))
+        except Exception:  # a switch-over not prepared is slower, nothing worse
+            LOG.exception("vm %s: the switch-over to %s could not be prepared", vm, host)
+            return
+        LOG.debug("vm %s: switch-over to %s prepared (%d flow-mods encoded)", vm, host, encoded)
 
     def now(self, vm: str, host: str, trigger: str) -> Future:
         """Switch a VM over on someone's word (no signal came, or the lab moves a netns guest);
