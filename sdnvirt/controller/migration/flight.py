@@ -39,6 +39,7 @@ MAX_MARKS = 500  # a migration's marks, at most (QEMU's passes of a long copy wo
 FIGURES = ("pause_ms", "wire_pause_ms", "switchover_started_after_pause_ms", "switchover_after_pause_ms",
            "frames_lost_in_source_tap", "frames_before_resume_in_destination_tap", "probes_lost_elsewhere",
            "network_added_gap_ms")
+_QEMU = {"STOP": "stopped", "RESUME": "resumed", "MIGRATION": "migration", "MIGRATION_PASS": "pass"}  # its words
 
 
 def wall(monotonic_at: float) -> float:
@@ -58,9 +59,6 @@ def qemu_mark(name: str, at: float, host: str, data: dict) -> dict:
     elif name == "MIGRATION_PASS":
         detail = str(data.get("pass"))
     return mark(at, "qemu", event, host, detail)
-
-
-_QEMU = {"STOP": "stopped", "RESUME": "resumed", "MIGRATION": "migration", "MIGRATION_PASS": "pass"}
 
 
 def tap_marks(side: str, host: str, frames: list, limit: int) -> list[dict]:
@@ -123,7 +121,7 @@ def timeline(report: dict) -> list[dict]:
               for step in report["timeline"]]
     began = report["started_at"]
     return [{**entry, "t_ms": round((entry["at"] - began) * 1000, 3)}
-            for entry in sorted(states + list(report.get("flight") or []), key=lambda m: m["at"])]
+            for entry in sorted(states + list(report["flight"]), key=lambda m: m["at"])]
 
 
 def _first(marks: list[dict], wanted) -> dict | None:
