@@ -30,6 +30,7 @@ bench: setup
 	$(VENV)/bin/python bench/converge.py
 	$(VENV)/bin/python bench/boot.py
 	$(VENV)/bin/python bench/migrate.py
+	$(VENV)/bin/python bench/scale.py
 
 setup: debian-packages libvirt-qemu-user $(VENV)/.installed
 
