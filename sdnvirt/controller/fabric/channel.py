@@ -170,11 +170,12 @@ class SwitchChannel:
                 + bundle_adds(bundle_id, flags, xid, deletes, adds)
                 + self._encode(parser.OFPBundleCtrlMsg(self.datapath, bundle_id, ofp.OFPBCT_COMMIT_REQUEST, flags, []),
                                xid))
+        sent = time.monotonic()  # before: the answer may come before this thread runs again
         if self.closed or not self.datapath.send(blob):
             with self._lock:
                 self._pending.pop(xid, None)
             raise SwitchError(f"switch {self.dpid:#x} is not connected")
-        return Commit(self, xid, pending, time.monotonic())
+        return Commit(self, xid, pending, sent)
 
     def commit_flows(self, deletes: list[Flow], adds: list[Flow], timeout: float = DEFAULT_TIMEOUT) -> None:
         self.send_flows(deletes, adds).wait(timeout)
