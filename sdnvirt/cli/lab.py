@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 from pathlib import Path
 
 from sdnvirt.lab.lab import Lab, LabError, running_labs, take_down
@@ -44,28 +45,42 @@ def lab_named(name: str | None) -> Lab:
 
 
 def _up(args) -> int:
-    _interrupted_by(signal.SIGINT, signal.SIGTERM)
+    interrupted = _interrupted_by(signal.SIGINT, signal.SIGTERM)
     topology = load_topology(args.file)
     lab = Lab(topology, LabPaths.of(topology.name))
-    lab.up(args.file, ssl=args.ssl)
+    build(lab, args.file, args.ssl, interrupted)
     print(f"lab {lab.name} is up: {len(topology.hosts)} hosts, {len(topology.guests)} guests "
           f"(folder {lab.paths.root}{', over SSL' if args.ssl else ''})")
     return 0
 
 
-def _interrupted_by(*signals: signal.Signals) -> None:
-    """Ctrl-C, and SIGTERM (from `timeout`, a CI runner), stop `lab up` through its cleanup. A
-    process forked from it (pyroute2 forks helpers, and stops them with SIGTERM; a terminal's
-    Ctrl-C reaches them too) just ends, as it would have without this handler."""
+def build(lab: Lab, source: Path, ssl: bool, interrupted: threading.Event) -> None:
+    """`lab up`, all or nothing, whatever the interruption. Python ignores an exception raised
+    where it cannot be passed on (a weakref callback, a __del__): an interruption raised there
+    is lost and the build goes on to its end. It is taken down then, as if it had been stopped."""
+    lab.up(source, ssl=ssl)
+    if interrupted.is_set():
+        lab.down()
+        raise KeyboardInterrupt
+
+
+def _interrupted_by(*signals: signal.Signals) -> threading.Event:
+    """Ctrl-C, and SIGTERM (from `timeout`, a CI runner), stop `lab up` through its cleanup; the
+    event says it happened, should the KeyboardInterrupt be lost (see build). A process forked
+    from it (pyroute2 forks helpers, and stops them with SIGTERM; a terminal's Ctrl-C reaches
+    them too) just ends, as it would have without this handler."""
     builder = os.getpid()
+    interrupted = threading.Event()
 
     def interrupt(number: int, _frame) -> None:
         if os.getpid() != builder:
             os._exit(128 + number)
+        interrupted.set()
         raise KeyboardInterrupt
 
     for number in signals:
         signal.signal(number, interrupt)
+    return interrupted
 
 
 def _down(args) -> int:
