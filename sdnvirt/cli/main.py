@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sdnvirt.cli import change, demo, events, exits, guest_exec, image, lab, migrate, nb, pipeline, topo, vm
+from sdnvirt.cli import change, demo, events, exits, guest_exec, image, lab, migrate, nb, pipeline, top, topo, vm
 from sdnvirt.client.api import ApiError
 from sdnvirt.compute.image import ImageError
 from sdnvirt.errors import SdnvirtError
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sdnvirt", description="Migration-aware SDN controller for KVM/QEMU hosts.",
         epilog=f"{EXIT_STATUSES}; exec: the guest command's own status, 255 when sdnvirt failed")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
-    for module in (topo, lab, change, vm, migrate, events, guest_exec, image, pipeline, nb, demo):
+    for module in (topo, lab, change, vm, migrate, events, top, guest_exec, image, pipeline, nb, demo):
         module.register(verbs)
     _document_exits(parser)
     return parser

@@ -32,6 +32,9 @@ class ApiClient:
         self.socket_path = socket_path
 
     def _request(self, method: str, path: str, body: dict | None = None, timeout: float = TIMEOUT):
+        return self._response(method, path, body, timeout).json()
+
+    def _response(self, method: str, path: str, body: dict | None = None, timeout: float = TIMEOUT) -> httpx.Response:
         try:
             with httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket_path)),
                               base_url="http://sdnvirt", timeout=timeout) as client:
@@ -40,7 +43,7 @@ class ApiClient:
             raise ApiError(f"controller at {self.socket_path}: {error}") from None
         if response.status_code >= 400:
             raise ApiError(_detail(response), response.status_code, _problems(response))
-        return response.json()
+        return response
 
     def events(self, kinds: list[str] | None = None, after: int | None = None) -> Iterator[dict]:
         """The controller's events as they come, each {"id", "kind", "data"}; ends (ApiError)
@@ -97,6 +100,10 @@ class ApiClient:
 
     def counters(self) -> dict:
         return self._request("GET", "/counters")
+
+    def metrics(self) -> str:
+        """The counters in Prometheus's exposition format."""
+        return self._response("GET", "/metrics").text
 
     def vms(self) -> list[dict]:
         return self._request("GET", "/vms")

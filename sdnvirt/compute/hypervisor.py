@@ -101,10 +101,13 @@ class DomainEvent:
         return self.event == REBOOTED
 
     @property
+    def suspended(self) -> bool:
+        return self.event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED
+
+    @property
     def paused_for_migration(self) -> bool:
         """The source has stopped the VM to send the last of its memory: the downtime begins."""
-        return (self.event == libvirt.VIR_DOMAIN_EVENT_SUSPENDED
-                and self.detail == libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED)
+        return self.suspended and self.detail == libvirt.VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,20 @@ class Hypervisor:
         except libvirt.libvirtError as error:
             if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                 return None
+            raise HypervisorError(f"host {self.host}: {error.get_error_message()}", "host") from None
+
+    def domain_stats(self) -> list[tuple[str, int, dict]]:
+        """Every running domain's statistics (libvirt's names: cpu.time, balloon.current, block.N.rd.bytes, ...)
+        as (name, QEMU's domain id, stats). A domain busy with a job (a migration) gives what it can
+        without waiting for it."""
+        wanted = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL | libvirt.VIR_DOMAIN_STATS_BALLOON
+                  | libvirt.VIR_DOMAIN_STATS_BLOCK)
+        try:
+            return [(domain.name(), domain.ID(), stats)
+                    for domain, stats in self.connection().getAllDomainStats(
+                        wanted, libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
+                        | libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)]
+        except libvirt.libvirtError as error:
             raise HypervisorError(f"host {self.host}: {error.get_error_message()}", "host") from None
 
     def free_memory_mib(self) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from sdnvirt.compute.domain import DomainFiles
 from sdnvirt.compute.hypervisor import DomainEvent, Hypervisor, QemuEvent
 from sdnvirt.compute.image import cached_image
+from sdnvirt.controller.accounting.accountant import Accountant
 from sdnvirt.controller.events import EventStream
 from sdnvirt.controller.fabric.bridges import Fabric
 from sdnvirt.controller.fabric.listener import OpenFlowListener
@@ -72,8 +73,10 @@ class Controller:
         self.topology_updates = TopologyUpdates(
             northbound, lambda: self.topology, self.use_topology, self.store.view,
             lambda name: self.guests.kind_of(name).nics_locked(name), self.migrations.migrating, self.events)
+        self.accountant = Accountant(self.fabric, self.store.view, self.hypervisors, pipeline,
+                                     northbound.accounts(), self._save_account)
         self.status = FabricStatus(lambda: self.topology, self.store, self.fabric, self.hosts, self.hypervisors,
-                                   self.switch_over, pipeline, self.store.writer.status)
+                                   self.switch_over, pipeline, self.store.writer.status, self.accountant)
 
     def start(self) -> None:
         self._start_openflow()
@@ -82,8 +85,10 @@ class Controller:
             self._connect(hypervisor)
         self.topology_updates.start()
         self.watchdog.start()
+        self.accountant.start()
 
     def stop(self) -> None:
+        self.accountant.stop()
         self.watchdog.stop()
         self.topology_updates.stop()
         for hypervisor in self.hypervisors.values():
@@ -129,6 +134,9 @@ class Controller:
             self.switch_over.vm_resumed(event.domain, event.host, event.received)
         elif event.paused_for_migration:
             self.migrations.source_paused(event.domain, event.host, event.received)
+        elif event.suspended:  # a save, say: its last figures before its tap goes
+            guest = self.topology.guests.get(event.domain)
+            self.accountant.settle([nic.port_id for nic in guest.nics] if guest else [], event.domain)
 
     def _qemu_event(self, event: QemuEvent) -> None:
         """QEMU's word, for the flight recorder of the VM's migration."""
@@ -153,6 +161,7 @@ class Controller:
         self.migrations.destination_ready(host, {b.port_id for b in bindings})
 
     def _switched(self, event: SwitchedOver) -> None:
+        self.accountant.settle(event.ports, event.vm)  # the source's last figures, while its ports exist
         self.migrations.switched(event)
         self.events.publish("switch-over", {"vm": event.vm, "host": event.host, "ports": list(event.ports),
                                             "trigger": event.trigger, "latency_ms": round(event.latency_ms, 2),
@@ -168,6 +177,10 @@ class Controller:
             return None, []
         port_ids = {nic.port_id for nic in guest.nics}
         return endpoint.netns, [b.interface for b in ports.bindings if b.port_id in port_ids]
+
+    def _save_account(self, name: str, figures: dict) -> None:
+        self.store.write(lambda: self.store.northbound.save_account(name, figures), f"the account of {name}",
+                         key=("account", name))
 
     def _migration_changed(self, report: dict) -> None:
         """Every transition of a migration, in order: into the database (its ordered writer)

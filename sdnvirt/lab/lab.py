@@ -387,9 +387,15 @@ def take_down(paths: LabPaths) -> None:
 
 
 def _stop_processes(record: LabRecord, namespaces: set[NamespaceId]) -> list[str]:
-    """The recorded processes and everything else that runs in the lab's namespaces (QEMU, which
-    outlives libvirtd; a daemon started just before `lab up` was killed), all at once; again
-    for any that a stopping process started meanwhile (a bounded number of rounds)."""
+    """The controller first, while the northbound database still takes its last writes (the
+    accounts); then the other recorded processes and everything else that runs in the lab's
+    namespaces (QEMU, which outlives libvirtd; a daemon started just before `lab up` was
+    killed), all at once; again for any that a stopping process started meanwhile (a bounded
+    number of rounds)."""
+    try:
+        stop_all([p for p in record.processes if p.name == CONTROLLER])
+    except LabProcessError as error:
+        return [str(error)]
     stopping = [p for p in record.processes if is_running(p)]
     for _ in range(STOP_ROUNDS):
         known = {p.pid for p in stopping}

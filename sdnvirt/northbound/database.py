@@ -202,6 +202,18 @@ class Northbound:
     def migrations(self) -> list[dict]:
         return sorted((json.loads(r["report"]) for r in self.rows("Migration")), key=lambda r: r["id"])
 
+    def save_account(self, name: str, figures: dict) -> None:
+        """A port's or VM's counters (controller/accounting) as they stand."""
+        with self._transaction() as txn:
+            row = self._find("Account", "name", name)
+            if row is None:
+                txn.add(self.api.db_create("Account", name=name, figures=json.dumps(figures)))
+            else:
+                txn.add(self.api.db_set("Account", row.uuid, ("figures", json.dumps(figures))))
+
+    def accounts(self) -> dict[str, dict]:
+        return {r["name"]: json.loads(r["figures"]) for r in self.rows("Account")}
+
     @contextmanager
     def _transaction(self) -> Iterator:
         """A transaction, committed when the block ends (with the in-memory copy locked while

@@ -11,6 +11,7 @@ import yaml
 from sdnvirt.controller.fabric.pipeline import load_pipeline
 from sdnvirt.lab.migration_probe import migrate
 
+from helpers.guests import nic, steady_ping
 from helpers.migrations import assert_the_flight_recorded_it
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
@@ -62,6 +63,21 @@ def test_status_exec_and_flows_on_a_running_lab(fabric_lab):
     flows = json.loads(sdnvirt("flows", "--lab", fabric_lab.name, "hv1", "--json").stdout)
     assert {f["table"] for f in flows} == {"classify", "port_security", "arp_responder", "l2_lookup", "flood"}
     assert sdnvirt("lab", "status", "no-such-lab").returncode == 1
+
+
+def test_top_shows_each_guests_packet_rate(fabric_lab):
+    """a1 pings a4 100 times a second while top samples the counters: a4 receives, and a1 sends,
+    about 100 packets a second (the requests; the replies the other way)."""
+    with steady_ping(fabric_lab, "a1", str(nic(fabric_lab, "a4").ip), 500, 0.01) as ping:
+        shown = sdnvirt("top", "--batch", "--json", "-n", "3", "--delay", "1.2", "--lab", fabric_lab.name)
+        ping.result()
+    assert shown.returncode == 0, shown.stderr
+    first, *_, last = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert first["vms"]["a4"]["rates"] is None  # one sample is no rate
+    for guest, rate in (("a4", "received_packets_per_s"), ("a1", "sent_packets_per_s"),
+                        ("a1", "received_packets_per_s")):
+        assert 70 <= last["vms"][guest]["rates"][rate] <= 130, (guest, last["vms"][guest])
+    assert last["vms"]["a2"]["rates"]["received_packets_per_s"] < 5  # not in the conversation
 
 
 def test_pipeline_and_schema_describe_what_the_controller_and_the_loader_use():

@@ -3,11 +3,14 @@ moves live across segments."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from sdnvirt.lab.traffic import TcpStream
+from sdnvirt.lab.traffic import TcpStream, udp_exchange
 
 from helpers.guests import wait_until
 from helpers.labs import build_lab
@@ -25,6 +28,10 @@ STREAM_BYTES = 8 * 2**20
 STREAM_RATE = 2**20  # bytes a second: the stream lasts 8 s, the migration ~1 s
 FLOWING = 2**20  # bytes the VM's port delivers before it moves: the stream runs
 MIGRATION_WAIT = 60.0
+DATAGRAMS, DATAGRAM_SIZE = 4000, 1000
+FLOWING_DATAGRAMS = 200  # the exchange runs before the VM moves
+OTHER_FRAMES = 40  # what the VM sends and receives besides the datagrams (ARP, QEMU's RARPs)
+FRAMING = 42  # Ethernet, IPv4 and UDP headers
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +65,63 @@ def test_a_tcp_stream_to_a_vm_goes_on_through_live_migrations_across_segments(la
             assert result.received.bytes == STREAM_BYTES
             assert lab.api().vm("vm4")["host"] == destination
             assert delivered_bytes(lab, destination, "vm4") >= FLOWING  # the stream went on there
+    finally:
+        if lab.api().vm("vm4")["host"] != home:
+            lab.api().migration(lab.api().migrate("vm4", home)["id"], wait=MIGRATION_WAIT)
+
+
+def accounted(lab, vm: str) -> dict:
+    """The VM's counters once the controller has read every host after now."""
+    now = time.time()
+    return wait_until(lambda: (c := lab.api().counters())["at"] > now and c, timeout=10)["vms"][vm]
+
+
+def scraped(lab, vm: str, metric: str) -> dict[str, float]:
+    """A VM's series of one metric in /metrics, by host."""
+    page = lab.api().metrics()
+    return {s.labels["host"]: s.value for family in text_string_to_metric_families(page)
+            for s in family.samples if s.name == metric and s.labels["vm"] == vm}
+
+
+def test_a_vms_counters_go_on_across_a_live_migration_and_a_controller_kill(lab):
+    """ns2 exchanges datagrams with vm4 while vm4 moves from rack2 to rack1: every datagram vm4 echoed
+    was counted once, on the host where it arrived, the figures on the old host stay, /metrics says
+    what /counters says, and a controller killed and restarted goes on from the same figures."""
+    home = lab.api().vm("vm4")["host"]
+    before = accounted(lab, "vm4")
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            exchange = pool.submit(udp_exchange, lab, "ns2", "vm4", DATAGRAMS, DATAGRAM_SIZE, 200)
+            start = before["counters"]["received_packets"]
+            wait_until(lambda: accounted(lab, "vm4")["counters"]["received_packets"] >= start + FLOWING_DATAGRAMS,
+                       timeout=20)
+            report = lab.api().migration(lab.api().migrate("vm4", "hv1")["id"], wait=MIGRATION_WAIT)
+            assert report["result"] == "completed", report
+            result = exchange.result(timeout=120)
+        after = accounted(lab, "vm4")
+
+        def grew(counter: str, host: str | None = None) -> int:
+            now, then = (after, before) if host is None else (after["by_host"][host], before["by_host"].get(host, {}))
+            return (now if host else now["counters"])[counter] - (then if host else then["counters"]).get(counter, 0)
+
+        assert result.echoed > DATAGRAMS * 0.99, result
+        assert result.echoed <= grew("received_packets") <= result.sent + OTHER_FRAMES
+        assert result.echoed <= grew("sent_packets") <= result.echoed + OTHER_FRAMES
+        assert grew("received_bytes") >= result.echoed * (DATAGRAM_SIZE + FRAMING)
+        assert grew("received_packets", home) >= FLOWING_DATAGRAMS  # counted where it arrived: both hosts
+        assert grew("received_packets", "hv1") > 0
+        assert after["host"] == "hv1"
+        series = scraped(lab, "vm4", "sdnvirt_port_received_packets_total")
+        assert series[home] == after["by_host"][home]["received_packets"]
+        assert after["counters"]["received_packets"] <= sum(series.values()) <= after["counters"]["received_packets"] \
+            + OTHER_FRAMES
+
+        lab.restart_process("controller", kill=True)
+        wait_until(lambda: lab.api().status()["converged"], timeout=30)
+        again = accounted(lab, "vm4")
+        assert again["by_host"][home] == after["by_host"][home]  # what ended there is remembered
+        assert after["counters"]["received_packets"] <= again["counters"]["received_packets"] \
+            <= after["counters"]["received_packets"] + OTHER_FRAMES
     finally:
         if lab.api().vm("vm4")["host"] != home:
             lab.api().migration(lab.api().migrate("vm4", home)["id"], wait=MIGRATION_WAIT)

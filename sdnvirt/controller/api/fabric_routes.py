@@ -1,9 +1,11 @@
-"""REST routes about the fabric: controller status, a host's flows, drop counters."""
+"""REST routes about the fabric: controller status, a host's flows, the counters (also for Prometheus)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
 
+from sdnvirt.controller.accounting.metrics import exposition
 from sdnvirt.controller.status import FabricStatus
 
 
@@ -22,7 +24,15 @@ def fabric_routes(status: FabricStatus) -> APIRouter:
 
     @router.get("/counters")
     def counters() -> dict:
-        """Packets dropped by port security, per host and guest NIC."""
-        return {"port_security_drops": status.port_security_drops()}
+        """Per logical port, VM, tenant and host: packets and bytes in and out, drops by reason, CPU time,
+        memory and disk, continuous across migrations and restarts; and what each host's port security
+        flows have dropped (per guest NIC) now."""
+        return {**status.accounts(), "port_security_drops": status.port_security_drops()}
+
+    @router.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """The counters in Prometheus's exposition format, one series per port (or VM) and host."""
+        page, content_type = exposition(status.accounts)
+        return PlainTextResponse(page, media_type=content_type)
 
     return router

@@ -120,28 +120,31 @@ class SwitchChannel:
                                       actions=[parser.OFPActionOutput(ofp.OFPP_TABLE)], data=frame)
         self._send(message, self._next_xid())
 
-    def flow_stats(self, timeout: float = DEFAULT_TIMEOUT) -> list:
-        """Every flow on the switch as os-ken flow stats (with packet counters)."""
-        xid = self._next_xid()
-        pending = self._expect(xid)
-        self._send(parser.OFPFlowStatsRequest(self.datapath), xid)
-        self._wait(xid, pending, timeout, "a flow dump")
-        if pending.errors:
-            raise SwitchError(f"switch {self.dpid:#x} refused a flow dump: {pending.errors[0]}")
-        return [stats for reply in pending.replies for stats in reply.body]
+    def flow_stats(self, timeout: float = DEFAULT_TIMEOUT, table: int = ofp.OFPTT_ALL) -> list:
+        """Every flow on the switch (or in one table) as os-ken flow stats (with packet counters)."""
+        return self._multipart(parser.OFPFlowStatsRequest(self.datapath, table_id=table), "a flow dump", timeout)
 
     def dump_flows(self, timeout: float = DEFAULT_TIMEOUT) -> list[Flow]:
         return [read_flow(stats) for stats in self.flow_stats(timeout)]
 
     def meter_configs(self, timeout: float = DEFAULT_TIMEOUT) -> list:
         """Every meter's configuration on the switch, as os-ken meter config stats."""
+        return self._multipart(parser.OFPMeterConfigStatsRequest(self.datapath, 0, ofp.OFPM_ALL), "a meter dump",
+                               timeout)
+
+    def port_stats(self, timeout: float = DEFAULT_TIMEOUT) -> list:
+        """Every port's counters (and age) as os-ken port stats."""
+        return self._multipart(parser.OFPPortStatsRequest(self.datapath, 0, ofp.OFPP_ANY), "a port stats request",
+                               timeout)
+
+    def _multipart(self, request, what: str, timeout: float) -> list:
         xid = self._next_xid()
         pending = self._expect(xid)
-        self._send(parser.OFPMeterConfigStatsRequest(self.datapath, 0, ofp.OFPM_ALL), xid)
-        self._wait(xid, pending, timeout, "a meter dump")
+        self._send(request, xid)
+        self._wait(xid, pending, timeout, what)
         if pending.errors:
-            raise SwitchError(f"switch {self.dpid:#x} refused a meter dump: {pending.errors[0]}")
-        return [config for reply in pending.replies for config in reply.body]
+            raise SwitchError(f"switch {self.dpid:#x} refused {what}: {pending.errors[0]}")
+        return [entry for reply in pending.replies for entry in reply.body]
 
     def confirm(self, message, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Send a message and a barrier under one xid: returns once the switch has handled

@@ -42,6 +42,7 @@ REPLIES = [
     ofp_event.EventOFPBundleCtrlMsg,
     ofp_event.EventOFPBarrierReply,
     ofp_event.EventOFPMeterConfigStatsReply,
+    ofp_event.EventOFPPortStatsReply,
     ofp_event.EventOFPErrorMsg,
 ]
 
