@@ -12,6 +12,7 @@ from sdnvirt.client.api import ApiError
 from sdnvirt.controller.fabric.cookies import owner_cookie
 from sdnvirt.lab.migration_probe import migrate
 
+from helpers.accounts import accounted, assert_counters_went_on
 from helpers.guests import listen, nic, on_guest, ping, vm_ping, wait_until
 from helpers.labs import build_lab
 from helpers.migrations import (
@@ -200,11 +201,16 @@ def test_a_migration_while_the_controller_restarts_ends_with_every_binding_right
 def test_offline_migration_moves_a_stopped_copy_and_starts_it(lab):
     source, _ = where(lab, "vm1")
     destination = "hv3" if source != "hv3" else "hv1"
+    before = accounted(lab, "vm1")
     report = migrate(lab, "vm1", destination, offline=True)
     assert report["result"] == "completed" and report["kind"] == "offline"
     assert where(lab, "vm1") == (destination, "running")
     lab.wait_for_agents(["vm1"])
     assert wait_until(lambda: ping(lab, "prober", str(nic(lab, "vm1").ip), count=1) == 1, timeout=30)
+    after = accounted(lab, "vm1")
+    assert_counters_went_on(before, after)
+    arrived = before["by_host"].get(destination, {}).get("received_packets", 0)
+    assert after["by_host"][destination]["received_packets"] > arrived  # the pings, counted where it runs now
 
 
 def test_a_netns_guest_migrates_the_same_way(lab):

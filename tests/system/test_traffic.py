@@ -3,7 +3,6 @@ moves live across segments."""
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sdnvirt.lab.traffic import TcpStream, udp_exchange
 
+from helpers.accounts import accounted
 from helpers.guests import wait_until
 from helpers.labs import build_lab
 from helpers.traffic import assert_tcp_intact_both_ways, assert_udp_intact_both_ways, delivered_bytes
@@ -68,12 +68,6 @@ def test_a_tcp_stream_to_a_vm_goes_on_through_live_migrations_across_segments(la
     finally:
         if lab.api().vm("vm4")["host"] != home:
             lab.api().migration(lab.api().migrate("vm4", home)["id"], wait=MIGRATION_WAIT)
-
-
-def accounted(lab, vm: str) -> dict:
-    """The VM's counters once the controller has read every host after now."""
-    now = time.time()
-    return wait_until(lambda: (c := lab.api().counters())["at"] > now and c, timeout=10)["vms"][vm]
 
 
 def scraped(lab, vm: str, metric: str) -> dict[str, float]:

@@ -16,6 +16,7 @@ from sdnvirt.controller.fabric.cookies import owner_cookie
 from sdnvirt.lab.reachability import Endpoint, format_matrix, measure, measure_pairs
 
 from helpers.access import NOBODY, connect_as, lab_sockets
+from helpers.accounts import accounted, assert_counters_went_on
 from helpers.guests import kept_events, nic, ping, vm_ping, wait_until
 from helpers.migrations import slow_copy, wait_for_state
 
@@ -98,12 +99,16 @@ def test_suspend_stops_traffic_and_resume_brings_it_back(vm_lab):
 def test_save_then_restore_keeps_the_vm_reachable_at_its_addresses(vm_lab):
     api = vm_lab.api()
     assert api.exec("vm3", ["sh", "-c", "echo before-save > /tmp/mark"])[0] == 0
+    before = accounted(vm_lab, "vm3")
     assert api.vm_action("vm3", "save")["state"] == "saved"
     assert ping(vm_lab, "ns4", str(nic(vm_lab, "vm3").ip), count=2) == 0
     assert not flows_of(vm_lab, "hv2", "vm3")  # its port left the bridge with QEMU
     assert api.vm_action("vm3", "restore")["state"] == "running"
     assert wait_until(lambda: ping(vm_lab, "ns4", str(nic(vm_lab, "vm3").ip), count=1) == 1, timeout=30)
     assert api.exec("vm3", ["cat", "/tmp/mark"])[1] == b"before-save\n"  # the same guest, memory and all
+    after = accounted(vm_lab, "vm3")
+    assert_counters_went_on(before, after)
+    assert after["counters"]["received_packets"] > before["counters"]["received_packets"]  # the pings that came
 
 
 @pytest.mark.parametrize("stop", ["shutdown", "destroy"])

@@ -21,6 +21,7 @@ from sdnvirt.controller.fabric.cookies import owner_cookie
 from sdnvirt.vswitch.ports import Binding, HostPorts
 
 from helpers.fabric_views import PIPELINE, TOPOLOGY, port_id
+from helpers.guests import wait_until
 
 A1 = port_id("a1")
 
@@ -230,6 +231,19 @@ def test_stopping_writes_what_changed_since_it_was_written(parts):
     parts.accountant.read_switch("hv1")
     parts.accountant.stop()
     assert parts.saved[f"port {A1}"]["live"][0]["counts"]["received_packets"] == 25
+
+
+def test_a_reading_that_fails_unexpectedly_does_not_stop_the_accounting(parts):
+    parts.channels["hv1"].error = RuntimeError("a bug in a reading")
+    parts.channels["hv2"].ports = [port_stats(5, rx=1, tx=2)]
+    parts.accountant.interval = 0.01
+    parts.accountant.start()
+    try:
+        assert wait_until(lambda: parts.accountant.read_at is not None, timeout=5)
+        parts.channels["hv1"].error, parts.channels["hv1"].ports = None, [port_stats(3, rx=10, tx=20)]
+        assert wait_until(lambda: ("hv1", "port", "vnet3@3") in parts.accountant.accounts()[0][A1].live, timeout=5)
+    finally:
+        parts.accountant.stop()
 
 
 def test_settle_reads_the_hosts_where_the_vm_counts_now(parts):

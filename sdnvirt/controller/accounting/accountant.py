@@ -96,7 +96,10 @@ class Accountant:
                 for host in sorted(hosts):
                     if self._stopped.is_set():
                         return
-                    read(host)
+                    try:
+                        read(host)
+                    except Exception:  # a reading gone wrong must not end the accounting of every host
+                        LOG.exception("host %s: counters not read", host)
             if is_round:
                 self.read_at = time.time()
             if time.monotonic() >= next_checkpoint:
