@@ -9,13 +9,14 @@ PYTEST  := $(VENV)/bin/pytest
 # Debian packages the lab and the tests use. libvirt-dev and pkg-config build
 # libvirt-python; kmod's depmod orders the guest's kernel modules; gcc and
 # libc6-dev compile the guest image's UDP tool (statically); ethtool turns a
-# netns guest's checksum offload off. Deliberately
-# not libvirt-daemon-system: it would start a libvirtd (and its default
-# network) in the root namespace; each lab host runs its own. ovn-central and
-# ovn-host are the baseline the migration benchmark and its test measure.
+# netns guest's checksum offload off; iperf3 measures the data plane
+# (bench/throughput.py). Deliberately not libvirt-daemon-system: it would
+# start a libvirtd (and its default network) in the root namespace; each lab
+# host runs its own. ovn-central and ovn-host are the baseline the migration
+# benchmark and its test measure.
 DEBIAN_PACKAGES := openvswitch-switch iproute2 iputils-ping tcpdump graphviz \
 	python3-venv qemu-system-x86 libvirt-daemon libvirt-daemon-driver-qemu \
-	libvirt-clients libvirt-dev pkg-config kmod ovn-central ovn-host ethtool gcc libc6-dev
+	libvirt-clients libvirt-dev pkg-config kmod ovn-central ovn-host ethtool gcc libc6-dev iperf3
 
 .PHONY: demo test bench setup debian-packages libvirt-qemu-user clean
 
@@ -31,6 +32,7 @@ bench: setup
 	$(VENV)/bin/python bench/boot.py
 	$(VENV)/bin/python bench/migrate.py
 	$(VENV)/bin/python bench/scale.py
+	$(VENV)/bin/python bench/throughput.py
 
 setup: debian-packages libvirt-qemu-user $(VENV)/.installed
 
