@@ -191,7 +191,7 @@ class Hypervisor:
             callbacks = [conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle,
                                                      None),
                          conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, self._reboot, None)]
-            qemu_callbacks = [libvirt_qemu.qemuMonitorEventRegister(conn, None, QEMU_EVENTS, self._qemu, None, REGEX)]
+            qemu_callbacks = self._register_qemu_events(conn)
             domains = [self._event(domain, LISTED, 0) for domain in conn.listAllDomains()]
         except libvirt.libvirtError:
             _close_quietly(conn, [], [])
@@ -199,6 +199,16 @@ class Hypervisor:
         with self._lock:
             self._conn, self._callbacks, self._qemu_callbacks = conn, callbacks, qemu_callbacks
         self._on_connected(self.host, domains)
+
+    def _register_qemu_events(self, conn: libvirt.virConnect) -> list[int]:
+        """QEMU's own events, for the flight recorder only: a libvirtd that refuses them (its access
+        policy, say) still gives every lifecycle event, which is all the controller acts on."""
+        try:
+            return [libvirt_qemu.qemuMonitorEventRegister(conn, None, QEMU_EVENTS, self._qemu, None, REGEX)]
+        except libvirt.libvirtError as error:
+            LOG.warning("host %s: libvirtd gives no QEMU monitor events (%s): migrations' flight recorders "
+                        "will lack QEMU's own marks", self.host, error.get_error_message())
+            return []
 
     def _close(self) -> None:
         with self._lock:

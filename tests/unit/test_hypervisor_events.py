@@ -78,3 +78,19 @@ def test_qemus_own_events_carry_qemus_time_and_details(host):
     assert qemu_events == [QemuEvent("hv1", "vm1", "STOP", 1_800_000_000.25, {}),
                                       QemuEvent("hv1", "vm1", "MIGRATION", 1_800_000_001.0, {"status": "completed"}),
                                       QemuEvent("hv1", "vm1", "MIGRATION_PASS", 1_800_000_002.0, {})]
+
+
+def test_a_libvirtd_that_refuses_qemus_events_still_connects_with_its_lifecycle_events(monkeypatch):
+    """libvirt's test driver has no QEMU monitor: as a libvirtd whose access policy refuses them.
+    (Nor has it keepalives, which a local connection does without.)"""
+    monkeypatch.setattr(libvirt.virConnect, "setKeepAlive", lambda conn, interval, count: 0)
+    listed: list[list[DomainEvent]] = []
+    hypervisor = Hypervisor("hv1", "test:///default", lambda event: None, lambda host, domains: listed.append(domains),
+                            lambda event: None)
+    try:
+        hypervisor._open()
+        assert hypervisor.connected
+        assert [event.domain for event in listed[0]] == ["test"]  # the test driver's one domain
+        assert len(hypervisor._callbacks) == 2 and hypervisor._qemu_callbacks == []
+    finally:
+        hypervisor.stop()

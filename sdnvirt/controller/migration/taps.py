@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sdnvirt.controller.migration import flight
 from sdnvirt.controller.migration.record import Migration
@@ -30,6 +30,7 @@ from sdnvirt.linux.netns import entering
 LOG = logging.getLogger(__name__)
 STOP_WAIT = 5.0  # seconds a capture may take to hand over what it kept once told to stop
 READY_WAIT = 5.0  # seconds a capture may take to start
+START_WAIT = 2 * READY_WAIT + 1  # seconds the end of a migration waits for its captures to start (one per host)
 MARKS_PER_SIDE = 50  # frames of one side that become marks, at most
 
 # (guest, host) -> the host's network namespace (None: it cannot be entered from here), and the
@@ -45,12 +46,21 @@ class _Capture:
     process: subprocess.Popen
 
 
+@dataclass
+class _Captures:
+    """One migration's captures: the thread starting them, those that run, and whether the
+    migration has ended them (one that starts after that is stopped at once)."""
+
+    starting: threading.Thread
+    running: list[_Capture] = field(default_factory=list)
+    ended: bool = False
+
+
 class TapCaptures:
     def __init__(self, capture_point: CapturePoint):
         self._capture_point = capture_point
         self._lock = threading.Lock()
-        self._starting: dict[int, threading.Thread] = {}
-        self._running: dict[int, list[_Capture]] = {}
+        self._migrations: dict[int, _Captures] = {}
 
     def begin(self, migration: Migration, on_marks: Callable[[list[dict]], None]) -> None:
         """Start capturing on both hosts, on a thread of its own (starting processes takes a while,
@@ -58,28 +68,30 @@ class TapCaptures:
         starting = threading.Thread(target=lambda: on_marks(self._start(migration)), name=f"capture-{migration.vm}",
                                     daemon=True)
         with self._lock:
-            self._starting[migration.id] = starting
+            self._migrations[migration.id] = _Captures(starting)
         starting.start()
 
     def wait_started(self, migration: Migration) -> None:
         """Until the migration's captures run (bounded), so that a move as quick as a netns guest's
         is seen whole."""
         with self._lock:
-            starting = self._starting.get(migration.id)
-        if starting is not None:
-            starting.join(READY_WAIT * 2 + 1)
+            captures = self._migrations.get(migration.id)
+        if captures is not None:
+            captures.starting.join(START_WAIT)
 
     def end(self, migration: Migration) -> list[dict]:
-        """Stop the migration's captures and turn what they saw into marks."""
+        """Stop the migration's captures and turn what they saw into marks. Those still starting
+        after START_WAIT are not waited for: each is stopped as soon as it starts."""
         with self._lock:
-            starting = self._starting.pop(migration.id, None)
-        if starting is None:
+            captures = self._migrations.pop(migration.id, None)
+        if captures is None:
             return []
-        starting.join(READY_WAIT * 2 + 1)  # bounded: each of the two hosts' captures is READY_WAIT at most
+        captures.starting.join(START_WAIT)
         with self._lock:
-            captures = self._running.pop(migration.id, [])
+            captures.ended = True
+            running, captures.running = captures.running, []
         marks = []
-        for capture in captures:
+        for capture in running:
             seen = self._stop(capture)
             if seen.get("error") and not seen.get("frames"):
                 marks.append(flight.mark(time.time(), "tap", "no-capture", capture.host, seen["error"]))
@@ -88,34 +100,48 @@ class TapCaptures:
 
     def _start(self, migration: Migration) -> list[dict]:
         """Capture on both hosts now; marks for the hosts where that cannot be done."""
-        captures, missing = [], []
-        for host, side in ((migration.source, "source"), (migration.destination, "destination")):
-            namespace, interfaces = self._capture_point(migration.vm, host)
-            if namespace is None or not interfaces:
-                missing.append(flight.mark(time.time(), "tap", "no-capture", host,
-                                           "the host's namespace is not reachable from the controller"
-                                           if namespace is None else "the guest has no port there yet"))
-                continue
-            for interface in interfaces:
-                keep = "last" if side == "source" else "first"
-                try:
-                    process = subprocess.Popen(
-                        [*entering(namespace), sys.executable, "-m", "sdnvirt.compute.tap_capture", interface,
-                         "--keep", keep], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                        text=True)
-                except OSError as error:
-                    missing.append(flight.mark(time.time(), "tap", "no-capture", host, str(error)))
-                    continue
-                capture = _Capture(host, interface, side, process)
-                if _ready(process):
-                    captures.append(capture)
-                else:
-                    seen = self._stop(capture)
-                    missing.append(flight.mark(time.time(), "tap", "no-capture", host,
-                                               seen.get("error") or f"{interface}: the capture did not start"))
         with self._lock:
-            self._running[migration.id] = captures
+            captures = self._migrations.get(migration.id)
+        missing: list[dict] = []
+        try:
+            for host, side in ((migration.source, "source"), (migration.destination, "destination")):
+                namespace, interfaces = self._capture_point(migration.vm, host)
+                if namespace is None or not interfaces:
+                    missing.append(flight.mark(time.time(), "tap", "no-capture", host,
+                                               "the host's namespace is not reachable from the controller"
+                                               if namespace is None else "the guest has no port there yet"))
+                    continue
+                for interface in interfaces:
+                    if captures is None or captures.ended:
+                        return missing
+                    missing += self._start_one(captures, host, side, namespace, interface)
+        except Exception as error:  # a capture is an extra: it must never take its migration down
+            LOG.exception("vm %s: captures did not start", migration.vm)
+            missing.append(flight.mark(time.time(), "tap", "no-capture", migration.source, str(error)))
         return missing
+
+    def _start_one(self, captures: _Captures, host: str, side: str, namespace: str, interface: str) -> list[dict]:
+        """One capture, kept with the migration's (or stopped at once if the migration ended them meanwhile)."""
+        try:
+            process = subprocess.Popen(
+                [*entering(namespace), sys.executable, "-m", "sdnvirt.compute.tap_capture", interface,
+                 "--keep", "last" if side == "source" else "first"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        except OSError as error:
+            return [flight.mark(time.time(), "tap", "no-capture", host, str(error))]
+        capture = _Capture(host, interface, side, process)
+        started = _ready(process)
+        with self._lock:
+            kept = started and not captures.ended
+            if kept:
+                captures.running.append(capture)
+        if kept:
+            return []
+        seen = self._stop(capture)
+        if not started:
+            return [flight.mark(time.time(), "tap", "no-capture", host,
+                                seen.get("error") or f"{interface}: the capture did not start")]
+        return []
 
     @staticmethod
     def _stop(capture: _Capture) -> dict:
