@@ -176,7 +176,7 @@ def table(columns: tuple[Column, ...], rows: Iterable[Row]) -> list[str]:
 
 def summary(current: dict, sort: str, delay: float) -> str:
     """The header: when the controller read the counters, how many guests and hosts, the order."""
-    at = time.strftime("%H:%M:%S", time.localtime(current["at"]))
+    at = time.strftime("%H:%M:%S", time.localtime(current["at"])) if current["at"] is not None else "not read yet"
     return (f"sdnvirt top - {at} - VMs: {len(current['vms'])}, hosts: {len(current['hosts'])} - "
             f"every {delay:g} s (controller reads every {current['interval_s']:g} s) - sorted by {sort}")
 
@@ -211,6 +211,8 @@ class Samples:
     def read(self) -> tuple[dict | None, dict]:
         """Ask for the counters; the previous sample and the latest."""
         sample = self.client.counters()
+        if sample["at"] is None:  # a controller just started, before its first reading of every host
+            return None, sample
         if self.current is None or sample["at"] > self.current["at"]:
             self.previous, self.current = self.current, sample
         return self.previous, self.current

@@ -14,7 +14,8 @@ CONTINUOUS = ("received_packets", "received_bytes", "sent_packets", "sent_bytes"
 def accounted(lab: Lab, vm: str) -> dict:
     """The VM's counters once the controller has read every host after now."""
     now = time.time()
-    return wait_until(lambda: (c := lab.api().counters())["at"] > now and c, timeout=10)["vms"][vm]
+    return wait_until(lambda: (c := lab.api().counters())["at"] is not None and c["at"] > now and c,
+                      timeout=10)["vms"][vm]
 
 
 def assert_counters_went_on(before: dict, after: dict) -> None:

@@ -141,6 +141,15 @@ def test_the_table_of_guests_in_columns():
     ]
 
 
+def test_a_controller_that_has_read_nothing_yet_is_no_sample():
+    samples = top.Samples(FakeClient([{**BEFORE, "at": None}, BEFORE, AFTER]))
+    previous, current = samples.read()
+    assert previous is None and current["at"] is None
+    assert "not read yet" in top.screen(previous, current, "cpu", 1.0)[0]
+    assert samples.read() == (None, BEFORE)
+    assert samples.read() == (BEFORE, AFTER)
+
+
 class FakeClient:
     def __init__(self, samples: list[dict | BaseException]):
         self.samples = list(samples)
