@@ -61,10 +61,13 @@ def capture(interface: str, keep: str, frames: int, seconds: float, stop) -> dic
     seen, error = 0, None
     deadline = time.monotonic() + seconds
     try:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        # Made deaf (protocol 0) and given ETH_P_ALL only as it binds: a socket made with it hears
+        # every link of the namespace until it is bound, and keeps what it heard (a probe's frame
+        # on another guest's port, queued ahead of the guest's own, once passed for the guest's).
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-        sock.bind((interface, 0))
+        sock.bind((interface, ETH_P_ALL))  # Python puts it in network order here
     except OSError as failure:
         return {"frames": [], "seen": 0, "error": f"{interface}: {failure.strerror or failure}"}
     print("ready", flush=True)

@@ -107,3 +107,39 @@ def test_a_missing_interface_is_said_at_once():
                             input="", capture_output=True, text=True, timeout=10)
     assert result.returncode == 0 and json.loads(result.stdout) == {
         "frames": [], "seen": 0, "error": "no-such-port: No such device"}
+
+
+# In the host's namespace: a capture on `port` whose start the machine stalls between making its
+# socket and binding it, while another link of the host carries frames all that time.
+STALLED_START = """
+import json, os, socket, sys, threading, time
+from sdnvirt.compute import tap_capture
+
+sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+sender.bind(("other", 0))
+made = socket.socket
+
+def stalled(*args, **kwargs):
+    sock = made(*args, **kwargs)
+    for _ in range(30):  # 0.3 s, a frame every 10 ms on the other link
+        sender.send(bytes.fromhex("ffffffffffff020000000001080045") + bytes(45))
+        time.sleep(0.01)
+    return sock
+
+socket.socket = stalled
+told, tell = os.pipe()
+threading.Timer(0.5, os.write, (tell, b"stop\\n")).start()  # told to stop once it has read a while
+print(json.dumps(tap_capture.capture(sys.argv[1], "first", 100, 5.0, os.fdopen(told))))
+"""
+
+
+def test_a_capture_takes_no_frame_of_another_link_for_its_own(port):
+    """As a fresh-check run saw: a capture whose socket heard every link of the namespace until
+    it was bound had a probe's request to another guest first among 'its' guest's frames."""
+    with NetworkNamespace(HOST) as host:
+        host.add_veth("other", HOST, "otherpeer")
+        host.bring_up("other")
+        host.bring_up("otherpeer")
+    said = run_in_namespace(HOST, [sys.executable, "-c", STALLED_START, port]).stdout
+    seen = json.loads(said.splitlines()[-1])
+    assert seen["error"] is None and seen["frames"] == [], seen
