@@ -11,9 +11,11 @@ listens on TCP on the host's underlay address for migrations.
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 from functools import cache
 from pathlib import Path
@@ -26,6 +28,11 @@ from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
 from sdnvirt.vswitch.ports import READY
 
 START_TIMEOUT = 30.0
+# libvirtd probes every QEMU binary of the machine before it answers (8 s for the two of
+# Debian's qemu-system-x86 here) and keeps what it learnt in /var/cache/libvirt, which is each
+# lab host's own: so the hosts share what one of them learnt. libvirt checks each file against
+# the binary, itself, the kernel and the CPU, and probes again what no longer holds.
+CAPABILITIES_CACHE = Path("/var/cache/sdnvirt/libvirt-qemu-capabilities")
 ANSWER_TIMEOUT = 5.0  # seconds libvirtd has to answer `lab down` before it counts as hung
 STOP_TIMEOUT = 30.0  # seconds to stop a host's VMs
 READY_TIMEOUT = 10  # seconds a starting VM waits for its ports to be programmed
@@ -87,6 +94,11 @@ class HostLibvirtd:
             ["unshare", "--mount", f"--propagation={mount_propagation()}", "--", "sh", "-c", script],
             self.paths.libvirtd_pidfile, self.paths.logs / "libvirtd.stderr"))
         self._wait_until_up()
+        _copy_capabilities(self._capabilities, CAPABILITIES_CACHE)
+
+    @property
+    def _capabilities(self) -> Path:
+        return self.paths.libvirt / "cache" / "qemu" / "capabilities"
 
     def _write_config(self) -> None:
         for folder in list(PRIVATE_MOUNTS.values()) + ["sock"]:
@@ -105,6 +117,7 @@ class HostLibvirtd:
             f'tcp_port = "{TCP_PORT}"\n'
             'auth_tcp = "none"\n'  # lab only: the underlay is inside the lab's namespaces
             f'log_outputs = "3:file:{self.paths.logs / "libvirtd.log"}"\n')
+        _copy_capabilities(CAPABILITIES_CACHE, self._capabilities)
         hooks = etc / "hooks"
         hooks.mkdir(exist_ok=True)
         (hooks / "qemu").write_text(READY_HOOK)
@@ -189,3 +202,18 @@ def _stop_orphan_qemu(pidfile: Path, timeout: float) -> None:
     began = start_time(pid)
     if began is not None:
         stop(ProcessRecord(f"qemu {pidfile.stem}", pid, began, str(pidfile)), timeout)
+
+
+def _copy_capabilities(source: Path, target: Path) -> None:
+    """libvirt's QEMU capability files from one cache folder into another, each replaced whole
+    (a libvirtd of another lab may be reading it). A cache that cannot be read or written costs
+    only a probe."""
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for file in source.glob("*.xml"):
+            handle, partial = tempfile.mkstemp(dir=target, prefix=f".{file.name}.")  # mode 0600
+            with os.fdopen(handle, "wb") as copy, file.open("rb") as original:
+                shutil.copyfileobj(original, copy)
+            os.replace(partial, target / file.name)
+    except OSError:
+        pass
