@@ -55,13 +55,13 @@ def test_a_failure_part_way_removes_everything_made(monkeypatch):
     assert still_running(seen[0].processes) == []
 
 
-KILL_POINTS = 24
+KILL_POINTS = 12
 UP_TIMEOUT = 120
 REDONE_AT_MOST = 6  # kill points redone because lab up had already finished (it ran faster than measured)
 
 
 def test_lab_up_killed_at_any_point_leaves_nothing_after_down():
-    """`lab up` killed (SIGKILL) at 24 moments spread over a whole run of it, from the moment its
+    """`lab up` killed (SIGKILL) at 12 moments spread over a whole run of it, from the moment its
     folder appears to its end; after `lab down` nothing of the lab is left: no namespace, no
     folder, no process started for it."""
     name = load_topology(SMALL).name
