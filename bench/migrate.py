@@ -9,6 +9,8 @@ own downtime (libvirt's job statistics).
 Scenarios, each --runs migrations:
   sdnvirt_across_segments   hv1 <-> hv3, through the router, sdnvirt's fabric
   sdnvirt_within_segment    hv1 <-> hv2
+  sdnvirt_netns_across_segments  a netns guest, hv1 <-> hv3: its "downtime" is the swap of its
+                            links (from the switch-over's start until its new links are up)
   learning_switch           hv1 <-> hv2, the VM bridged onto the segment by OVS
                             NORMAL (br-phy, no controller): QEMU's announcement
                             is all that tells the switches
@@ -74,6 +76,7 @@ def topology_file(folder: Path) -> Path:
         "tenants": {"blue": {"networks": {"web": {"subnet": "10.0.0.0/24"}}}},
         "vms": {"vm": {"host": "hv1", "kind": "qemu", "memory": MEMORY_MIB,
                        "nics": [{"network": "blue/web", "ip": "10.0.0.11"}]},
+                "mover": {"host": "hv1", "nics": [{"network": "blue/web", "ip": "10.0.0.21"}]},
                 "probe": {"host": "hvp", "nics": [{"network": "blue/web", "ip": "10.0.0.2"}]}},
     }
     path = folder / "migbench.yaml"
@@ -175,15 +178,15 @@ def probed(namespace: str, target: str, move: Callable[[], dict]) -> dict:
 
 # -- scenarios ---------------------------------------------------------------------------------------
 
-def sdnvirt_runs(lab: Lab, hosts: tuple[str, str], runs: int) -> list[dict]:
+def sdnvirt_runs(lab: Lab, hosts: tuple[str, str], runs: int, vm: str = "vm") -> list[dict]:
     reports = []
     for run in range(runs):
-        report = migrate(lab, "vm", hosts[(run + 1) % 2], probe="probe", capture=True)
+        report = migrate(lab, vm, hosts[(run + 1) % 2], probe="probe", capture=True)
         if report["result"] != "completed":
             raise RuntimeError(f"sdnvirt migration failed: {report}")
         reports.append(report)
-    if lab.api().vm("vm")["host"] != hosts[0]:
-        migrate(lab, "vm", hosts[0])
+    if lab.api().vm(vm)["host"] != hosts[0]:
+        migrate(lab, vm, hosts[0])
     return reports
 
 
@@ -274,6 +277,7 @@ def main() -> int:
         try:
             scenarios["sdnvirt_across_segments"] = sdnvirt_runs(lab, ("hv1", "hv3"), args.runs)
             scenarios["sdnvirt_within_segment"] = sdnvirt_runs(lab, ("hv1", "hv2"), args.runs)
+            scenarios["sdnvirt_netns_across_segments"] = sdnvirt_runs(lab, ("hv1", "hv3"), args.runs, "mover")
             scenarios["learning_switch_within_segment"] = learning_switch(lab, args.runs)
             if not args.without_ovn:
                 scenarios["ovn_across_segments"] = ovn(lab, args.runs)
