@@ -212,8 +212,11 @@ def _copy_capabilities(source: Path, target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
         for file in source.glob("*.xml"):
             handle, partial = tempfile.mkstemp(dir=target, prefix=f".{file.name}.")  # mode 0600
-            with os.fdopen(handle, "wb") as copy, file.open("rb") as original:
-                shutil.copyfileobj(original, copy)
-            os.replace(partial, target / file.name)
+            try:
+                with os.fdopen(handle, "wb") as copy, file.open("rb") as original:
+                    shutil.copyfileobj(original, copy)
+                os.replace(partial, target / file.name)
+            finally:
+                Path(partial).unlink(missing_ok=True)  # left only by a copy that failed
     except OSError:
         pass

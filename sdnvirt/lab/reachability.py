@@ -163,9 +163,8 @@ def measure(lab: Lab, peers: int | None = None) -> list[Cell]:
 
 
 def _targets(every: list[Endpoint], source: Endpoint, peers: int | None) -> list[Endpoint]:
-    others = [t for t in every if t.guest != source.guest]
     if peers is None:
-        return others
+        return [t for t in every if t.guest != source.guest]
     at = every.index(source)
     following = [t for t in every[at + 1:] + every[:at] if t.guest != source.guest]
     same = [t for t in following if t.nic.network == source.nic.network][:peers]
