@@ -1,10 +1,16 @@
-"""Options every test can see, and the seed of the tests' order."""
+"""Options every test can see, the seed of the tests' order, and what a failed lab test's
+controller said."""
 
 from __future__ import annotations
 
 import os
+from collections import deque
 
 import pytest
+
+from sdnvirt.lab.lab import Lab
+
+LOG_TAIL = 60  # lines of a lab's controller log shown with a test of it that failed
 
 
 def pytest_addoption(parser) -> None:
@@ -30,3 +36,19 @@ def pytest_sessionstart(session) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if seed is not None and reporter is not None and config.get_verbosity() < 0:
         reporter.write_line(f"Using --randomly-seed={seed}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A lab test that fails shows the end of its lab's controller log with the failure: CI keeps
+    nothing else, and a failure that comes once in many runs must say why the first time."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or call.when == "teardown":
+        return
+    for lab in {id(v): v for v in getattr(item, "funcargs", {}).values() if isinstance(v, Lab)}.values():
+        log = lab.paths.controller_log
+        if log.is_file():
+            with log.open(errors="replace") as lines:
+                report.sections.append((f"lab {lab.name}: the last {LOG_TAIL} lines of {log}",
+                                        "".join(deque(lines, LOG_TAIL))))

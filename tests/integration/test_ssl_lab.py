@@ -112,7 +112,7 @@ def test_bridges_and_ovsdb_talk_to_the_controller_over_ssl_only(lab):
         assert f"{CONTROLLER_MANAGEMENT_ADDRESS}:" in sessions, (name, sessions)  # the controller's OVSDB session
     status = lab.api().status()
     assert status["converged"] and all(h["ovsdb_connected"] and h["openflow_connected"]
-                                       for h in status["hosts"].values())
+                                       for h in status["hosts"].values()), status["hosts"]
     assert ping(lab, "a1", "10.0.0.12") == 3  # across segments, programmed over SSL
 
 
@@ -138,7 +138,7 @@ def test_the_api_on_tcp_refuses_requests_without_the_token(lab):
     assert api(lab, None) == (401, refused)
     assert api(lab, token[::-1])[0] == 401
     status, body = api(lab, token)
-    assert status == 200 and body["topology"] == "sec" and body["converged"]
+    assert status == 200 and body["topology"] == "sec" and body["converged"], body
 
 
 def test_a_restarted_controller_comes_back_over_ssl_and_sends_nothing(lab):
