@@ -119,6 +119,7 @@ class QemuEvent:
     name: str  # QEMU's: STOP, RESUME, MIGRATION, MIGRATION_PASS
     at: float  # epoch seconds, QEMU's own clock, when it happened
     data: dict  # QEMU's details: {"status": ...} for MIGRATION, {"pass": N} for MIGRATION_PASS
+    received: float  # time.monotonic() when the event arrived
 
 
 def libvirt_uri(socket: Path) -> str:
@@ -237,7 +238,7 @@ class Hypervisor:
         except ValueError:
             data = {}  # QEMU's details are JSON; anything else is no detail at all
         self._on_qemu_event(QemuEvent(self.host, domain.name(), name, seconds + micros / 1e6,
-                                      data if isinstance(data, dict) else {}))
+                                      data if isinstance(data, dict) else {}, time.monotonic()))
 
     def _event(self, domain, event: int, detail: int) -> DomainEvent:
         received = time.monotonic()

@@ -125,21 +125,26 @@ class Controller:
         threading.Thread(target=hypervisor.connect_forever, name=f"libvirt-{hypervisor.host}", daemon=True).start()
 
     def _domain_event(self, event: DomainEvent) -> None:
+        # A switch-over this event triggers goes first: nothing else may delay it.
+        if event.resumed:
+            self.switch_over.vm_resumed(event.domain, event.host, event.received)
+        elif event.paused_for_migration:
+            self.migrations.source_paused(event.domain, event.host, event.received)
         self.qemu.domain_event(event)
         self._vm_happened({"vm": event.domain, "host": event.host, "event": event.name, "state": event.state})
         self.migrations.mark(event.domain, flight.mark(flight.wall(event.received), "libvirt", event.name, event.host,
                                                        "migration" if event.paused_for_migration else None))
         if event.resumed:
             self.migrations.resumed(event.domain, event.host, event.received)
-            self.switch_over.vm_resumed(event.domain, event.host, event.received)
-        elif event.paused_for_migration:
-            self.migrations.source_paused(event.domain, event.host, event.received)
-        elif event.suspended:  # a save, say: its last figures before its tap goes
+        elif event.suspended and not event.paused_for_migration:  # a save, say: its last figures before its tap goes
             guest = self.topology.guests.get(event.domain)
             self.accountant.settle([nic.port_id for nic in guest.nics] if guest else [], event.domain)
 
     def _qemu_event(self, event: QemuEvent) -> None:
-        """QEMU's word, for the flight recorder of the VM's migration."""
+        """QEMU's word, for the flight recorder of the VM's migration; its STOP is the first word of
+        a migration's final pause (libvirt's own event for it comes milliseconds later)."""
+        if event.name == "STOP":
+            self.migrations.source_stopped(event.domain, event.host, event.received)
         self.migrations.mark(event.domain, flight.qemu_mark(event.name, event.at, event.host, event.data))
 
     def _vm_happened(self, data: dict) -> None:

@@ -12,6 +12,8 @@ from sdnvirt.controller.fabric.listener import SwitchPeer
 # Where a switch can fail a round: reading its flows, taking the bundle, refusing the
 # bundle (nothing applied), or applying it and losing the answer.
 SWITCH_STEPS = ("dump", "send", "commit", "commit_reply")
+# And a staged round: refusing to stage the bundle, or taking no commit for it (gone).
+STAGING_STEPS = ("stage", "staged_commit")
 
 
 class FakeSwitch:
@@ -20,13 +22,18 @@ class FakeSwitch:
         self.peer = SwitchPeer("fake")  # on a unix socket: no certificate
         self.flows: dict[tuple, Flow] = {}
         self.bundles = 0  # bundles applied
+        self.sent = 0  # bundles sent whole (open, flow-mods and commit at once)
+        self.staged = 0  # bundles staged
+        self.commits = 0  # commit messages for staged bundles
+        self.discarded = 0  # staged bundles discarded
+        self.injected: list[tuple[int, bytes]] = []  # frames run through the pipeline (packet-outs)
         self.closed = False
         self._failing: dict[str, Exception] = {}
         self._lock = threading.Lock()
 
     def fail(self, step: str, error: Exception) -> None:
         """Raise `error` at `step` from now on, until clear()."""
-        assert step in SWITCH_STEPS, step
+        assert step in SWITCH_STEPS + STAGING_STEPS, step
         with self._lock:
             self._failing[step] = error
 
@@ -47,10 +54,40 @@ class FakeSwitch:
 
     def send_flows(self, deletes: list[Flow], adds: list[Flow]) -> FakeCommit:
         self._step("send")
+        self.sent += 1
         return FakeCommit(self, list(deletes), list(adds))
+
+    def stage_flows(self, deletes: list[Flow], adds: list[Flow], timeout: float = 10.0) -> FakeStagedBundle:
+        self._step("stage")
+        self.staged += 1
+        return FakeStagedBundle(self, list(deletes), list(adds))
+
+    def inject(self, in_port: int, frame: bytes) -> None:
+        self.injected.append((in_port, frame))
 
     def close(self) -> None:
         self.closed = True
+
+
+class FakeStagedBundle:
+    def __init__(self, switch: FakeSwitch, deletes: list[Flow], adds: list[Flow]):
+        self.switch = switch
+        self.deletes = deletes
+        self.adds = adds
+        self.staged_at = time.monotonic()
+        self.expired = False  # the switch forgot it (a test says so)
+
+    @property
+    def usable(self) -> bool:
+        return not self.switch.closed and not self.expired
+
+    def commit(self) -> FakeCommit:
+        self.switch._step("staged_commit")
+        self.switch.commits += 1
+        return FakeCommit(self.switch, self.deletes, self.adds)
+
+    def discard(self) -> None:
+        self.switch.discarded += 1
 
 
 class FakeCommit:

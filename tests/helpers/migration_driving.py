@@ -20,6 +20,7 @@ class FakeSwitchOver:
 
     def __init__(self):
         self.orders: list[tuple[str, str, str]] = []
+        self.forgotten: list[str] = []  # VMs whose staged switch-over was dropped
         self.stuck = False
         self.broken = False
 
@@ -32,11 +33,14 @@ class FakeSwitchOver:
             done.set_result(None)
         return done
 
-    def source_paused(self, vm: str, destination: str, received: float) -> None:
-        self.orders.append((vm, destination, "source-paused"))
+    def source_paused(self, vm: str, destination: str, received: float, trigger: str) -> None:
+        self.orders.append((vm, destination, trigger))
 
     def prepare(self, vm: str, host: str) -> None:
         self.orders.append((vm, host, "prepare"))
+
+    def forget(self, vm: str) -> None:
+        self.forgotten.append(vm)
 
 
 class Script(Mover):

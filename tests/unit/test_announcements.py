@@ -69,7 +69,7 @@ class _Fabric:
     def __init__(self):
         self.syncs = defaultdict(lambda: SimpleNamespace(channel=None))
 
-    def apply(self, change, wait=False):
+    def apply(self, change, wait=False, staged=None):
         """Every bridge gets 4 flow-mods (the destination first) and confirms them 1 ms later."""
         now, hosts = time.monotonic(), sorted(change.view.topology.hosts, key=lambda h: h not in change.activated)
         return Applied(dict.fromkeys(hosts, 4), 0.0, {host: now + i / 1000 for i, host in enumerate(hosts)},

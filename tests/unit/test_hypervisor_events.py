@@ -75,9 +75,9 @@ def test_qemus_own_events_carry_qemus_time_and_details(host):
     hypervisor._qemu(connection, vm1, "MIGRATION", 1_800_000_001, 0, '{"status": "completed"}', None)
     hypervisor._qemu(connection, vm1, "MIGRATION_PASS", 1_800_000_002, 0, "not json", None)
     hypervisor._qemu(object(), vm1, "RESUME", 1_800_000_003, 0, None, None)  # a connection given up
-    assert qemu_events == [QemuEvent("hv1", "vm1", "STOP", 1_800_000_000.25, {}),
-                                      QemuEvent("hv1", "vm1", "MIGRATION", 1_800_000_001.0, {"status": "completed"}),
-                                      QemuEvent("hv1", "vm1", "MIGRATION_PASS", 1_800_000_002.0, {})]
+    assert qemu_events == [QemuEvent("hv1", "vm1", "STOP", 1_800_000_000.25, {}, 100.0),
+                           QemuEvent("hv1", "vm1", "MIGRATION", 1_800_000_001.0, {"status": "completed"}, 100.0),
+                           QemuEvent("hv1", "vm1", "MIGRATION_PASS", 1_800_000_002.0, {}, 100.0)]
 
 
 def test_a_libvirtd_that_refuses_qemus_events_still_connects_with_its_lifecycle_events(monkeypatch):

@@ -35,9 +35,11 @@ def assert_recorded_in_order(reports: list[dict], migration: Migration) -> None:
 
 def test_a_move_that_succeeds_passes_every_state_in_order():
     mover = Script()
-    migrations, reports = driver(mover)
+    switch_over = FakeSwitchOver()
+    migrations, reports = driver(mover, switch_over)
     migration = ended(migrations, migrations.start("a1", "hv2"))
     assert migration.state == State.COMPLETED and migration.error is None
+    assert ("a1", "hv2", "prepare") in switch_over.orders and switch_over.forgotten == ["a1"]
     assert states(migration) == ["requested", "preparing", "copying", "switching", "completed"]
     assert migration.fabric_at == "hv2"
     assert_recorded_in_order(reports, migration)
@@ -64,6 +66,7 @@ def test_a_failure_at_any_step_ends_the_migration_where_it_must(fail_at, failure
         assert migration.state == State.FAILED  # nobody asked to cancel: a MoveCancelled too is a failure
         assert all(host == "hv2" for _, host, _ in switch_over.orders)
     assert migration.error
+    assert switch_over.forgotten == ["a1"]  # a switch-over staged for it is dropped
     assert_recorded_in_order(reports, migration)
     assert migrations.start("a1", "hv2")  # it can move again
 
@@ -256,11 +259,33 @@ def test_signals_move_a_live_migration_on_and_late_ones_change_nothing():
     assert migration.state == State.PREPARING
     migrations.destination_ready("hv2", {port})
     assert migration.state == State.COPYING
-    migrations.source_paused("a1", "hv1", 0.0)
-    assert migration.state == State.SWITCHING and ("a1", "hv2", "source-paused") in switch_over.orders
+    migrations.source_stopped("a1", "hv2", 0.0)  # not the source's
+    assert migration.state == State.COPYING
+    migrations.source_stopped("a1", "hv1", 0.0)  # QEMU's word comes first
+    migrations.source_paused("a1", "hv1", 0.0)  # libvirt's finds it done
+    assert migration.state == State.SWITCHING
+    assert [o for o in switch_over.orders if o[2] != "prepare"] == [("a1", "hv2", "qemu-stopped")]
     mover.blocker.set()
     done = ended(migrations, migration)
     migrations.destination_ready("hv2", {port})
     migrations.source_paused("a1", "hv1", 0.0)
+    migrations.source_stopped("a1", "hv1", 0.0)
     assert done.state == State.COMPLETED
     assert states(done) == ["requested", "preparing", "copying", "switching", "completed"]
+
+
+def test_a_stop_before_the_memory_is_copied_is_no_pause_of_the_migration():
+    """QEMU stops a VM for any pause (a person's too); only while the memory is copied is it the
+    migration's. libvirt's "paused for migration" is the migration's whenever it comes."""
+    mover = Script()
+    mover.blocker = threading.Event()
+    switch_over = FakeSwitchOver()
+    migrations, _ = driver(mover, switch_over)
+    migration = migrations.start("a1", "hv2")
+    reached(migration, State.PREPARING)
+    migrations.source_stopped("a1", "hv1", 0.0)
+    assert migration.state == State.PREPARING and switch_over.orders == []
+    migrations.source_paused("a1", "hv1", 0.0)
+    assert migration.state == State.SWITCHING and ("a1", "hv2", "source-paused") in switch_over.orders
+    mover.blocker.set()
+    assert ended(migrations, migration).state == State.COMPLETED

@@ -19,12 +19,13 @@ from sdnvirt.controller.state import PIPELINE_OWNER, MemoryStore
 from sdnvirt.vswitch.names import datapath_id
 
 from helpers.fabric_views import PIPELINE, TOPOLOGY, flows_of, view
-from helpers.fake_switch import SWITCH_STEPS, FakeSwitch
+from helpers.fake_switch import STAGING_STEPS, SWITCH_STEPS, FakeSwitch
 from helpers.guests import wait_until
 
 PORT = ("port", "p1")
 DEFAULTS = flow(0, 0, actions=[], cookie=1)
 PLACES = [flow(30, 100, {"eth_dst": "02:00:00:00:00:01"}, actions=[Output(n)], cookie=2) for n in range(1, 5)]
+ELSEWHERE = flow(30, 100, {"eth_dst": "02:00:00:00:00:02"}, actions=[Output(9)], cookie=3)  # another port's
 STEPS = (*SWITCH_STEPS[:1], "compile", *SWITCH_STEPS[1:], "on_synced")
 # A bundle the switch applied is not sent again, so a lost answer fails one round only.
 LASTING = tuple(s for s in STEPS if s != "commit_reply")
@@ -63,7 +64,7 @@ class Bridge:
         self.synced.append(programmed)
 
     def fail(self, step: str, error: Exception) -> None:
-        if step in SWITCH_STEPS:
+        if step in SWITCH_STEPS + STAGING_STEPS:
             self.switch.fail(step, error)
         else:
             self.failing[step] = error
@@ -252,3 +253,92 @@ def test_a_fabric_stopped_before_every_hosts_ports_are_known_ends_its_bridges_th
     for thread in threads:
         thread.join(WAIT)
     assert [t.name for t in threads if t.is_alive()] == []
+
+
+# -- a round staged ahead (a switch-over's), committed later -------------------------------------
+
+def stage(bridge: Bridge, place: int):
+    """Stage the port's move to `place`, not making it (the desired state moves when committed)."""
+    return bridge.sync.stage({PORT: frozenset({PLACES[place]})})
+
+
+def commit_staged(bridge: Bridge, staged) -> int:
+    bridge.move(1)  # the desired state the staged round was made for
+    with bridge.sync.sending(frozenset({PORT}), staged) as sending:
+        return sending.wait()
+
+
+def test_a_staged_round_is_committed_with_one_message_and_the_bridge_knows_what_it_holds(bridge):
+    staged = stage(bridge, 1)
+    assert bridge.switch.flows[PLACES[0].key] == PLACES[0]  # staged: nothing applied yet
+    sent = bridge.switch.sent
+    assert commit_staged(bridge, staged) == 1  # the port's flow replaced
+    assert (bridge.switch.commits, bridge.switch.sent, bridge.switch.discarded) == (1, sent, 0)
+    assert bridge.converged() and bridge.synced[-1] == {PIPELINE_OWNER, PORT}
+    bridge.move(2)  # what it holds is known: the next round sends only the difference
+    assert bridge.caller_round() == 1 and bridge.converged()
+
+
+def test_nothing_is_staged_where_nothing_would_change(bridge):
+    assert stage(bridge, 0) is None and bridge.switch.staged == 0
+
+
+def test_staging_that_the_switch_refuses_leaves_the_bridge_as_it_was(bridge):
+    bridge.fail("stage", SwitchError("switch 0x1 refused a staged bundle"))
+    with pytest.raises(SwitchError):
+        stage(bridge, 1)
+    assert bridge.sync.state == IN_SYNC and bridge.sync.stats.failures == 0
+
+
+def test_a_staged_round_after_another_round_on_the_bridge_is_discarded_and_made_afresh(bridge):
+    staged = stage(bridge, 1)
+    bridge.owners[PIPELINE_OWNER] = frozenset({DEFAULTS, ELSEWHERE})  # another change, applied meanwhile
+    bridge.sync.request(frozenset({PIPELINE_OWNER}))
+    wait_until(bridge.converged, timeout=WAIT, interval=0.005)
+    assert commit_staged(bridge, staged) == 1
+    assert (bridge.switch.commits, bridge.switch.discarded) == (0, 1)
+    assert bridge.converged()
+
+
+def test_a_staged_round_of_a_switch_that_reconnected_is_discarded_and_made_afresh(bridge):
+    staged = stage(bridge, 1)
+    bridge.sync.attach(bridge.switch)  # the same bridge, connected again: the bundle went with the connection
+    assert commit_staged(bridge, staged) >= 1
+    assert (bridge.switch.commits, bridge.switch.discarded) == (0, 1)
+    wait_until(bridge.converged, timeout=WAIT, interval=0.005)
+
+
+def test_a_staged_round_for_other_owners_is_discarded(bridge):
+    staged = bridge.sync.stage({PORT: frozenset({PLACES[1]}), ("port", "p2"): frozenset({ELSEWHERE})})
+    assert commit_staged(bridge, staged) == 1
+    assert (bridge.switch.commits, bridge.switch.discarded) == (0, 1)
+    assert bridge.converged()
+
+
+@pytest.mark.parametrize("why", ["expired", "stale"])
+def test_a_staged_bundle_the_switch_may_have_forgotten_is_discarded(bridge, monkeypatch, why):
+    staged = stage(bridge, 1)
+    if why == "expired":
+        staged.bundle.expired = True  # the switch said so
+    else:
+        monkeypatch.setattr(sync_module, "STAGED_FRESH", 0.0)  # older than a bundle is kept
+    assert commit_staged(bridge, staged) == 1
+    assert (bridge.switch.commits, bridge.switch.discarded) == (0, 1)
+    assert bridge.converged()
+
+
+@pytest.mark.parametrize("error", ERRORS, ids=name)
+@pytest.mark.parametrize("step", ["staged_commit", "commit", "commit_reply", "on_synced"])
+def test_a_staged_round_that_fails_is_the_bridges_failure_and_is_retried(bridge, step, error):
+    staged = stage(bridge, 1)
+    bridge.fail(step, error)
+    sent = commit_staged(bridge, staged)  # raises nothing
+    assert bridge.sync.stats.failures >= 1
+    if step in ("staged_commit", "commit"):
+        assert sent == 0
+    if step == "commit":  # refused: nothing applied (nor by the retries, refused too until it clears)
+        assert bridge.switch.flows[PLACES[0].key] == PLACES[0]
+    assert ends_within(bridge.caller_round)  # the round was released
+    bridge.clear()
+    wait_until(bridge.converged, timeout=WAIT, interval=0.005)
+    assert bridge.sync.state == IN_SYNC

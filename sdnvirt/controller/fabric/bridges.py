@@ -17,12 +17,11 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from sdnvirt.controller.fabric.channel import SwitchChannel
+from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
 from sdnvirt.controller.fabric.compiler import compile_host, compile_owner
-from sdnvirt.controller.fabric.openflow import encoded_flow_mod
 from sdnvirt.controller.fabric.pipeline import Pipeline
-from sdnvirt.controller.fabric.sync import Compiler, SwitchSync
-from sdnvirt.controller.state import OwnerKey, StateStore, ViewChange
+from sdnvirt.controller.fabric.sync import Compiler, StagedRound, SwitchSync
+from sdnvirt.controller.state import OwnerKey, StateStore, ViewChange, changes_between
 from sdnvirt.model.topology import Topology
 from sdnvirt.vswitch.names import datapath_id
 
@@ -32,13 +31,26 @@ LOG = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Applied:
     """What applying a change took: flow-mods sent per host, and how long (milliseconds); with
-    `wait`, when (time.monotonic()) the flow-mods of each bridge that got some were sent, and
-    when it confirmed them."""
+    `wait`, when (time.monotonic()) the flow-mods of each bridge that got some were sent, when
+    it confirmed them, and which bridges committed a round staged for the change."""
 
     flow_mods: dict[str, int]
     elapsed_ms: float
     sent: dict[str, float] = field(default_factory=dict)
     committed: dict[str, float] = field(default_factory=dict)
+    staged: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class StagedChange:
+    """A change not made yet, staged on the bridges it would alter (`Fabric.stage`)."""
+
+    change: ViewChange
+    rounds: dict[str, StagedRound]
+
+    def holds_for(self, change: ViewChange) -> bool:
+        """The change made now compiles to the same flows as the one staged."""
+        return change.owners == self.change.owners and not changes_between(self.change.view, change.view)
 
 
 class Fabric:
@@ -120,50 +132,65 @@ class Fabric:
             LOG.info("host %s: bridge disconnected", host)
             sync.detach(channel)
 
-    def apply(self, change: ViewChange, wait: bool = False) -> Applied:
+    def apply(self, change: ViewChange, wait: bool = False, staged: StagedChange | None = None) -> Applied:
         """Bring every bridge to the changed desired state, all at once; hosts where ports
         became active go first (a bridge on its own never loops a packet, see the
         compiler, so the others need not wait for them). With `wait`, answered when every
         bridge holds its flows; a bridge that failed is retrying in the background and shows
-        it in its sync state (0 flow-mods here)."""
+        it in its sync state (0 flow-mods here). With `staged` (and `wait`), the bundles staged
+        for this change are committed where they still hold, and discarded elsewhere."""
         began = time.monotonic()
         sent: dict[str, int] = {}
         sent_at: dict[str, float] = {}
         committed: dict[str, float] = {}
+        committed_staged: frozenset[str] = frozenset()
+        if staged is not None and not (wait and staged.holds_for(change)):
+            self.discard(staged)
+            staged = None
         if change:
             ordered = sorted(self.syncs.values(), key=lambda s: s.host not in change.activated)
             if wait:
                 # Every bridge's bundle goes out before the first answer is awaited; each
                 # bridge's round is released when the block ends, whatever happens in it.
                 with ExitStack() as rounds:
-                    sending = [(sync, rounds.enter_context(sync.sending(change.owners))) for sync in ordered]
+                    sending = [(sync, rounds.enter_context(sync.sending(
+                        change.owners, staged.rounds.get(sync.host) if staged else None))) for sync in ordered]
                     for sync, round_ in sending:
                         sent[sync.host] = round_.wait()
                         if round_.committed is not None:
                             sent_at[sync.host], committed[sync.host] = round_.sent, round_.committed
+                    committed_staged = frozenset(sync.host for sync, round_ in sending
+                                                 if round_.staged and sent[sync.host])
             else:
                 for sync in ordered:
                     sync.request(change.owners)
-        return Applied(sent, (time.monotonic() - began) * 1000, sent_at, committed)
+        return Applied(sent, (time.monotonic() - began) * 1000, sent_at, committed, committed_staged)
 
-    def prepare(self, change: ViewChange) -> int:
-        """Encode ahead the flow-mods a change would send (the flows its owners would have, and
-        those they have now, to be deleted): os-ken's encoder is the costliest step of a round,
-        and a switch-over's flows are new ones (the destination's port numbers). The encodings
-        are kept (openflow.encoded_flow_mod); how many flows were encoded."""
+    def stage(self, change: ViewChange) -> StagedChange | None:
+        """Stage a change not made yet (a switch-over, while the VM's memory is copied): each
+        bridge it would alter holds an open bundle of the flow-mods, so that making the change
+        is one commit message per bridge (`apply(..., staged=)`). Compiling, comparing and
+        encoding all happen here. A bridge that cannot stage is left out (it makes its round
+        as usual then); None when the change alters no owner's flows."""
         if not change or change.owners is None:
-            return 0
-        now = self.store.view()
-        encoded = 0
-        for host in self.syncs:
-            for owner in change.owners:
-                for rule in compile_owner(change.view, host, self.pipeline, owner):
-                    encoded_flow_mod(rule, False)
-                    encoded += 1
-                for rule in compile_owner(now, host, self.pipeline, owner):
-                    encoded_flow_mod(rule, True)
-                    encoded += 1
-        return encoded
+            return None
+        rounds = {}
+        for host, sync in self.syncs.items():
+            compiled = {owner: compile_owner(change.view, host, self.pipeline, owner) for owner in change.owners}
+            try:
+                staged = sync.stage(compiled)
+            except SwitchError as error:
+                LOG.warning("host %s: a switch-over could not be staged: %s", host, error)
+                continue
+            if staged is not None:
+                rounds[host] = staged
+        return StagedChange(change, rounds)
+
+    @staticmethod
+    def discard(staged: StagedChange) -> None:
+        """Drop a staged change's bundles (none of their flows is applied)."""
+        for round_ in staged.rounds.values():
+            round_.bundle.discard()
 
     def programmed(self, host: str) -> frozenset[OwnerKey]:
         """The owners whose flows the host's bridge holds now (none while it is not in sync)."""

@@ -22,6 +22,7 @@ from sdnvirt.controller.fabric.listener import SwitchPeer
 from sdnvirt.controller.fabric.openflow import bundle_adds, read_flow
 
 XID_BASE = 0x80000000
+BUNDLE_FLAGS = ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
 DEFAULT_TIMEOUT = 10.0
 
 
@@ -38,6 +39,10 @@ def _committed(reply) -> bool:
     return isinstance(reply, parser.OFPBundleCtrlMsg) and reply.type == ofp.OFPBCT_COMMIT_REPLY
 
 
+def _discarded(reply) -> bool:
+    return isinstance(reply, parser.OFPBundleCtrlMsg) and reply.type == ofp.OFPBCT_DISCARD_REPLY
+
+
 @dataclass
 class _Pending:
     final: Callable[[object], bool]  # does this reply end the wait? (an error always does)
@@ -45,6 +50,7 @@ class _Pending:
     errors: list = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
     answered: float | None = None  # time.monotonic() when the reply that ended the wait came
+    unattended: bool = False  # nobody waits: the reply that ends it forgets it
 
 
 class SwitchChannel:
@@ -98,12 +104,15 @@ class SwitchChannel:
             return False
         if isinstance(msg, parser.OFPErrorMsg):
             pending.errors.append(msg)
-            pending.done.set()
-            return True
-        pending.replies.append(msg)
-        if pending.final(msg):
+        else:
+            pending.replies.append(msg)
+            if not pending.final(msg):
+                return True
             pending.answered = time.monotonic()
-            pending.done.set()
+        pending.done.set()
+        if pending.unattended:
+            with self._lock:
+                self._pending.pop(msg.xid, None)
         return True
 
     def close(self) -> None:
@@ -166,19 +175,44 @@ class SwitchChannel:
         answer: the commit reply means every flow is in.
         """
         xid = self._next_xid()
-        flags = ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
-        bundle_id = xid
         pending = self._expect(xid, _committed)
-        blob = (self._encode(parser.OFPBundleCtrlMsg(self.datapath, bundle_id, ofp.OFPBCT_OPEN_REQUEST, flags, []), xid)
-                + bundle_adds(bundle_id, flags, xid, deletes, adds)
-                + self._encode(parser.OFPBundleCtrlMsg(self.datapath, bundle_id, ofp.OFPBCT_COMMIT_REQUEST, flags, []),
-                               xid))
+        blob = (self._bundle_control(xid, ofp.OFPBCT_OPEN_REQUEST) + bundle_adds(xid, BUNDLE_FLAGS, xid, deletes, adds)
+                + self._bundle_control(xid, ofp.OFPBCT_COMMIT_REQUEST))
+        return Commit(self, xid, pending, self._send_bundle_messages(xid, blob))
+
+    def stage_flows(self, deletes: list[Flow], adds: list[Flow], timeout: float = DEFAULT_TIMEOUT) -> StagedBundle:
+        """Open a bundle with these deletes and adds and leave it open: the switch holds it,
+        checked, and applies nothing until `StagedBundle.commit()`, a message of 16 bytes.
+        Returns once the switch has taken every message; raises if it refused one (the bundle
+        is discarded then). The switch forgets a bundle left idle (Open vSwitch: after 10 s)."""
+        xid, barrier = self._next_xid(), self._next_xid()
+        pending = self._expect(xid, _committed)
+        took = self._expect(barrier, lambda reply: isinstance(reply, parser.OFPBarrierReply))
+        blob = self._bundle_control(xid, ofp.OFPBCT_OPEN_REQUEST) + bundle_adds(xid, BUNDLE_FLAGS, xid, deletes, adds)
+        self._send_bundle_messages(xid, blob)
+        staged = StagedBundle(self, xid, pending, time.monotonic())
+        try:
+            self._send(parser.OFPBarrierRequest(self.datapath), barrier)
+            self._wait(barrier, took, timeout, "a staged bundle")
+        except SwitchError:
+            staged.discard()
+            raise
+        if pending.errors:  # errors of the bundle's messages come before the barrier's reply
+            staged.discard()
+            raise SwitchError(f"switch {self.dpid:#x} refused a staged bundle: {pending.errors[0]}")
+        return staged
+
+    def _bundle_control(self, bundle_id: int, kind: int) -> bytes:
+        return self._encode(parser.OFPBundleCtrlMsg(self.datapath, bundle_id, kind, BUNDLE_FLAGS, []), bundle_id)
+
+    def _send_bundle_messages(self, xid: int, blob: bytes) -> float:
+        """Hand a bundle's messages to the connection in one write; when (time.monotonic())."""
         sent = time.monotonic()  # before: the answer may come before this thread runs again
         if self.closed or not self.datapath.send(blob):
             with self._lock:
                 self._pending.pop(xid, None)
             raise SwitchError(f"switch {self.dpid:#x} is not connected")
-        return Commit(self, xid, pending, sent)
+        return sent
 
     def commit_flows(self, deletes: list[Flow], adds: list[Flow], timeout: float = DEFAULT_TIMEOUT) -> None:
         self.send_flows(deletes, adds).wait(timeout)
@@ -188,6 +222,36 @@ class SwitchChannel:
         msg.set_xid(xid)
         msg.serialize()
         return bytes(msg.buf)
+
+
+@dataclass
+class StagedBundle:
+    """A bundle the switch holds open: committed in one message, or discarded."""
+
+    channel: SwitchChannel
+    xid: int  # the bundle's id too
+    pending: _Pending
+    staged_at: float  # time.monotonic() when it was opened
+
+    @property
+    def usable(self) -> bool:
+        """Still open on a live connection, and refused nothing (an expired bundle is refused)."""
+        return not self.channel.closed and not self.pending.errors
+
+    def commit(self) -> Commit:
+        return Commit(self.channel, self.xid, self.pending, self.channel._send_bundle_messages(
+            self.xid, self.channel._bundle_control(self.xid, ofp.OFPBCT_COMMIT_REQUEST)))
+
+    def discard(self) -> None:
+        """Drop it, not waiting for the answer (none of the bundle's flows is applied)."""
+        with self.channel._lock:
+            self.pending.unattended = True
+            self.pending.final = _discarded
+        try:
+            self.channel._send_bundle_messages(self.xid, self.channel._bundle_control(self.xid,
+                                                                                      ofp.OFPBCT_DISCARD_REQUEST))
+        except SwitchError:
+            pass  # gone with its connection
 
 
 @dataclass

@@ -23,13 +23,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sdnvirt.backoff import Backoff
-from sdnvirt.controller.fabric.channel import Commit, SwitchChannel, SwitchError
+from sdnvirt.controller.fabric.channel import Commit, StagedBundle, SwitchChannel, SwitchError
 from sdnvirt.controller.fabric.flow import Flow
 from sdnvirt.controller.state import OwnerKey
 
 LOG = logging.getLogger(__name__)
 RETRY_FIRST = 0.5  # seconds after a failed round before the next, doubling with each failure...
 RETRY_LIMIT = 10.0  # ...up to this
+# A staged round older than this is not committed (Open vSwitch forgets a bundle idle for 10 s).
+STAGED_FRESH = 8.0
 
 # A bridge's sync state, as `/status` shows it.
 DISCONNECTED = "disconnected"  # no OpenFlow connection
@@ -89,6 +91,7 @@ class SwitchSync:
         self._installed: dict[tuple, Flow] | None = None  # None: unknown, read the switch first
         self._desired: dict[OwnerKey, frozenset[Flow]] | None = None  # None: compile everything
         self._pending: set[OwnerKey] | None = set()  # None: everything
+        self._generation = 0  # counts the changes of what the bridge is known to hold (staged rounds check it)
         self._stopped = False
         self._backoff = Backoff(RETRY_FIRST, RETRY_LIMIT)
         self._retry_at = 0.0  # monotonic time before which the thread does not try again
@@ -121,6 +124,7 @@ class SwitchSync:
         with self._cond:
             self._channel = channel
             self._installed = None
+            self._generation += 1
             self._pending = None
             self.in_sync = False
             self.error = None
@@ -135,6 +139,7 @@ class SwitchSync:
             if self._channel is channel:
                 self._channel = None
                 self._installed = None
+                self._generation += 1
                 self.in_sync = False
         channel.close()
 
@@ -147,19 +152,57 @@ class SwitchSync:
             self._cond.notify()
 
     @contextmanager
-    def sending(self, owners: frozenset[OwnerKey] | None) -> Iterator[Sending]:
+    def sending(self, owners: frozenset[OwnerKey] | None, staged: StagedRound | None = None) -> Iterator[Sending]:
         """Reconcile these owners in the caller's thread, now (a switch-over cannot wait for
         a backoff): the difference is sent on entry, and `wait()` waits until the switch has
         it. The bridge's round is held until the block ends, so a caller can send to every
         bridge before waiting for any. A failure is this bridge's, never the caller's: it is
-        recorded and retried in the background."""
+        recorded and retried in the background. A round `staged` for these owners is committed
+        instead, if it still holds."""
         self.request(owners)
         with self._round:
-            sending = Sending(self, self._attempt(self._begin_round))
+            round_ = self._attempt(self._staged_round, staged, owners) if staged is not None else _STALE
+            sending = Sending(self, self._attempt(self._begin_round) if round_ is _STALE else round_,
+                              staged=round_ is not _STALE and round_ is not None)
             try:
                 yield sending
             finally:
                 sending.abandon()
+
+    def stage(self, changed: dict[OwnerKey, frozenset[Flow]]) -> StagedRound | None:
+        """Open on the switch a bundle of what these owners' flows (compiled against a future
+        view: a switch-over's) would change, to be committed by `sending`; None when nothing
+        would change or the bridge is not in sync to compare with. Raises SwitchError."""
+        with self._round:
+            with self._cond:
+                channel, installed, desired = self._channel, self._installed, self._desired
+                generation = self._generation
+            if channel is None or installed is None or desired is None:
+                return None
+            old = [f for owner in changed for f in desired.get(owner, frozenset())]
+            diff = diff_flows(installed, old, [f for flows in changed.values() for f in flows])
+            if not diff:
+                return None
+            bundle = channel.stage_flows(list(diff.deletes), list(diff.adds))
+            return StagedRound(channel, generation, dict(changed), diff, bundle)
+
+    def _staged_round(self, staged: StagedRound, owners: frozenset[OwnerKey] | None) -> _Round | object:
+        """Commit a staged round if the bridge is as it was when it was staged (same connection,
+        nothing applied since, the same owners) and its bundle is fresh; else discard it and
+        say so (_STALE): the caller makes a round as usual."""
+        began = time.monotonic()
+        with self._cond:
+            holds = (staged.channel is self._channel and staged.generation == self._generation
+                     and self._pending is not None and owners == frozenset(staged.changed)
+                     and began - staged.bundle.staged_at < STAGED_FRESH and staged.bundle.usable)
+            if holds:
+                self._pending -= owners
+                installed, desired = self._installed, self._desired
+        if not holds:
+            staged.bundle.discard()
+            return _STALE
+        commit = staged.bundle.commit()
+        return _Round(staged.channel, installed, {**desired, **staged.changed}, staged.diff, began, commit)
 
     def wake(self) -> None:
         """Look again whether a round is due (the fabric became ready)."""
@@ -194,6 +237,7 @@ class SwitchSync:
             self.error = why
             self._retry_at = time.monotonic() + delay
             self._installed = None
+            self._generation += 1
             self._desired = None
             self._pending = None
             self.in_sync = False
@@ -205,6 +249,7 @@ class SwitchSync:
         """A round was sent but not waited for: what the switch holds is unknown."""
         with self._cond:
             self._installed = None
+            self._generation += 1
             self._pending = None
             self.in_sync = False
             self._cond.notify()
@@ -271,6 +316,7 @@ class SwitchSync:
             if self._channel is not round_.channel:
                 return len(diff)  # reconnected meanwhile: the next round reads the switch again
             self._installed, self._desired = installed, {o: f for o, f in round_.desired.items() if f}
+            self._generation += 1
             self.stats.syncs += 1
             self.stats.flow_mods += len(diff)
             self.stats.last_flow_mods = len(diff)
@@ -292,9 +338,10 @@ class SwitchSync:
 class Sending:
     """A caller's round on one bridge: sent, and not yet waited for."""
 
-    def __init__(self, sync: SwitchSync, round_: _Round | None):
+    def __init__(self, sync: SwitchSync, round_: _Round | None, staged: bool = False):
         self._sync = sync
         self._round = round_
+        self.staged = staged  # the round committed a staged one
         self.sent: float | None = None  # time.monotonic() when the round's bundle was handed to the connection
         self.committed: float | None = None  # and when the switch confirmed it
 
@@ -312,6 +359,20 @@ class Sending:
         if self._round is not None:
             self._round = None
             self._sync._forget()
+
+
+@dataclass
+class StagedRound:
+    """A round made ahead against a future desired state, its bundle open on the switch."""
+
+    channel: SwitchChannel
+    generation: int  # the bridge's, when it was staged
+    changed: dict[OwnerKey, frozenset[Flow]]
+    diff: FlowDiff
+    bundle: StagedBundle
+
+
+_STALE = object()  # a staged round that no longer holds
 
 
 @dataclass

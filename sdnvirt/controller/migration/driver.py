@@ -24,7 +24,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from sdnvirt.controller.migration.move import MoveCancelled, Mover, MoveRolledBack, MoveSteps
 from sdnvirt.controller.migration.record import Migration
 from sdnvirt.controller.migration.states import DEADLINES, State, check_transition
-from sdnvirt.controller.migration.switchover import SwitchedOver, SwitchOver
+from sdnvirt.controller.migration.switchover import QEMU_STOPPED, SOURCE_PAUSED, SwitchedOver, SwitchOver
 from sdnvirt.controller.migration.taps import TapCaptures
 from sdnvirt.errors import Conflict, Failed, Invalid, NotFound, SdnvirtError, TimedOut
 from sdnvirt.model.topology import Topology
@@ -190,12 +190,22 @@ class Migrations:
                 self.advance(migration, State.COPYING)
 
     def source_paused(self, vm: str, host: str, received: float) -> None:
-        """libvirt stopped the VM on the source for the last of its memory: point the fabric at
+        """libvirt says the source paused the VM for the last of its memory: point the fabric at
         the destination now, so what is sent meanwhile waits there instead of being lost."""
+        self._switch_at_pause(vm, host, received, SOURCE_PAUSED, (State.PREPARING, State.COPYING, State.CANCELLING))
+
+    def source_stopped(self, vm: str, host: str, received: float) -> None:
+        """QEMU stopped the VM on the source (its STOP, some milliseconds before libvirt's event):
+        while the memory is copied, that is the pause for the last of it."""
+        self._switch_at_pause(vm, host, received, QEMU_STOPPED, (State.COPYING, State.CANCELLING))
+
+    def _switch_at_pause(self, vm: str, host: str, received: float, trigger: str, states: tuple[State, ...]) -> None:
+        """The first word of the pause switches over (before anything is recorded: nothing may
+        delay it); a later one finds the migration switching already."""
         for migration in self.unfinished(vm):
-            if migration.source == host and migration.kind == "live":
+            if migration.source == host and migration.kind == "live" and migration.state in states:
+                self._switch_over.source_paused(vm, migration.destination, received, trigger)
                 self.advance(migration, State.SWITCHING)
-                self._switch_over.source_paused(vm, migration.destination, received)
 
     def resumed(self, vm: str, host: str, at: float) -> None:
         """libvirt says the VM runs on `host` after a migration."""
@@ -330,6 +340,7 @@ class Migrations:
         self.finish(migration, outcome, error)
 
     def finish(self, migration: Migration, outcome: State, error: str | None) -> None:
+        self._switch_over.forget(migration.vm)  # a switch-over staged and not made: its bundles go
         with self._lock:
             if migration.state.final:
                 return

@@ -1,7 +1,8 @@
 """The switch-over: a VM's ports become active where the VM now runs.
 
 It happens on whichever comes first: the source pausing the VM for the last
-of its memory (libvirt's "suspended for migration" event: from then on the
+of its memory (QEMU's STOP while the memory is copied, or libvirt's
+"suspended for migration" event a few milliseconds later: from then on the
 VM runs nowhere, and what is sent to the destination waits in its tap until
 it resumes there, instead of being lost at the source), QEMU's announcement
 (a RARP frame from the destination port, sent up by the pipeline) or
@@ -9,7 +10,9 @@ libvirt's "resumed" event. A VM resumed where it was (a migration that failed
 at the last moment) is switched back the same way. Every host's flows for the ports are repointed (the new
 place first; only the owners the ports touch, so O(hosts) flow-mods), then
 gratuitous ARPs for the VM's addresses go out into its networks from the new
-place, so anything that learns MACs updates at once.
+place, so anything that learns MACs updates at once. While the VM's memory is
+copied, its switch-over is staged: each bridge holds an open bundle of its
+flow-mods, so that at the pause only a commit message per bridge is left to send.
 
 Triggers are handled one at a time on a thread of their own: the thread that
 delivers packet-ins also delivers the switches' replies, and must not wait.
@@ -32,7 +35,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from sdnvirt.controller.fabric.bridges import Fabric
+from sdnvirt.controller.fabric.bridges import Fabric, StagedChange
 from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
 from sdnvirt.controller.migration import flight
 from sdnvirt.controller.migration.announcements import announced_mac, gratuitous_arp
@@ -45,6 +48,9 @@ PACKET_IN_BACKLOG = 1000  # packet-ins waiting for the switch-over thread, at mo
 # not this topology's; from a port bound to no logical port; announcing a MAC that is
 # not its port's; more waiting than PACKET_IN_BACKLOG.
 DROP_REASONS = ("malformed", "unknown_switch", "unknown_port", "foreign_mac", "overload")
+# What told of a source's pause: QEMU's STOP event, or libvirt's lifecycle event after it.
+QEMU_STOPPED = "qemu-stopped"
+SOURCE_PAUSED = "source-paused"
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class SwitchedOver:
     vm: str
     host: str
     ports: tuple[str, ...]
-    trigger: str  # "source-paused" | "rarp" | "libvirt-resumed" | "migration-completed" | "lab-switch"
+    trigger: str  # QEMU_STOPPED | SOURCE_PAUSED | "rarp" | "libvirt-resumed" | "migration-completed" | "netns-move"
     latency_ms: float  # from the trigger's arrival to every bridge repointed
     flow_mods: int
     completed: float  # time.monotonic() when every bridge was repointed
@@ -89,6 +95,8 @@ class SwitchOver:
         self._work: queue.Queue = queue.Queue()
         self.counters = SwitchOverCounters()
         self._backlog = threading.BoundedSemaphore(PACKET_IN_BACKLOG)
+        self._staged: dict[str, tuple[str, StagedChange]] = {}  # vm -> (destination, its switch-over staged)
+        self._staging = threading.Lock()
         threading.Thread(target=self._run, name="switch-over", daemon=True).start()
 
     def packet_in(self, host: str | None, in_port: int | None, frame: bytes, received: float) -> None:
@@ -106,22 +114,37 @@ class SwitchOver:
     def vm_resumed(self, vm: str, host: str, received: float) -> None:
         self._work.put((self._switch_vm, (vm, host, "libvirt-resumed", received)))
 
-    def source_paused(self, vm: str, destination: str, received: float) -> None:
-        self._work.put((self._switch_vm, (vm, destination, "source-paused", received)))
+    def source_paused(self, vm: str, destination: str, received: float, trigger: str = SOURCE_PAUSED) -> None:
+        self._work.put((self._switch_vm, (vm, destination, trigger, received)))
 
     def prepare(self, vm: str, host: str) -> None:
-        """Ready the VM's switch-over to `host`, where its port is bound now (a migration copies):
-        its flow-mods encoded ahead, so that at the pause only the sending is left. In the
-        caller's thread, never on the switch-over's (a switch-over under way must not wait)."""
+        """Stage the VM's switch-over to `host`, where its port is bound now (a migration copies):
+        every bridge it alters holds its flow-mods in an open bundle, so that at the pause only
+        the commits are left. In the caller's thread, never on the switch-over's (a switch-over
+        under way must not wait)."""
         guest = self.store.view().topology.guests.get(vm)
         if guest is None:
             return
         try:
-            encoded = self.fabric.prepare(activation(self.store.view(), [n.port_id for n in guest.nics], host))
-        except Exception:  # a switch-over not prepared is slower, nothing worse
-            LOG.exception("vm %s: the switch-over to %s could not be prepared", vm, host)
+            staged = self.fabric.stage(activation(self.store.view(), [n.port_id for n in guest.nics], host))
+        except Exception:  # a switch-over not staged is slower, nothing worse
+            LOG.exception("vm %s: the switch-over to %s could not be staged", vm, host)
             return
-        LOG.debug("vm %s: switch-over to %s prepared (%d flow-mods encoded)", vm, host, encoded)
+        if staged is None:
+            return
+        with self._staging:
+            _, replaced = self._staged.pop(vm, (None, None))
+            self._staged[vm] = (host, staged)
+        if replaced is not None:
+            self.fabric.discard(replaced)
+        LOG.debug("vm %s: switch-over to %s staged on %s", vm, host, sorted(staged.rounds))
+
+    def forget(self, vm: str) -> None:
+        """The VM's migration ended: a switch-over staged for it is dropped."""
+        with self._staging:
+            _, staged = self._staged.pop(vm, (None, None))
+        if staged is not None:
+            self.fabric.discard(staged)
 
     def now(self, vm: str, host: str, trigger: str) -> Future:
         """Switch a VM over on someone's word (no signal came, or the lab moves a netns guest);
@@ -167,16 +190,24 @@ class SwitchOver:
             self._switch(vm, [nic.port_id for nic in guest.nics], host, trigger, received)
 
     def _switch(self, vm: str, port_ids: list[str], host: str, trigger: str, received: float) -> None:
+        with self._staging:
+            destination, staged = self._staged.pop(vm, (None, None))
+        if staged is not None and destination != host:
+            self.fabric.discard(staged)
+            staged = None
         change = self.store.activate(port_ids, host)
         if not change:
+            if staged is not None:
+                self.fabric.discard(staged)
             return  # active there already: a later announcement of the same move
-        applied = self.fabric.apply(change, wait=True)
+        applied = self.fabric.apply(change, wait=True, staged=staged)
         completed = time.monotonic()
         latency = (completed - received) * 1000
         self.counters.count("switch_overs")
         moved = tuple(p for p in port_ids if change.view.active.get(p) == host)
-        LOG.info("vm %s: switched over to %s on %s in %.1f ms (%d flow-mods)", vm, host, trigger, latency,
-                 sum(applied.flow_mods.values()))
+        LOG.info("vm %s: switched over to %s on %s in %.1f ms (%d flow-mods; staged on %d of %d bridges)", vm, host,
+                 trigger, latency, sum(applied.flow_mods.values()), len(applied.staged),
+                 sum(1 for n in applied.flow_mods.values() if n))
         self._on_mark(vm, flight.mark(flight.wall(received), "controller", "switch-over", host, trigger))
         for bridge, at in sorted(applied.sent.items(), key=lambda item: item[1]):
             self._on_mark(vm, flight.mark(flight.wall(at), "controller", "sent", bridge,

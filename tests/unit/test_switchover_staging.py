@@ -1,0 +1,100 @@
+"""A switch-over staged while its VM's memory is copied: every bridge it alters holds an open
+bundle of its flow-mods, and making it is one commit per bridge; staged against a view that
+changed meanwhile, it is discarded and made as usual. Fake switches behind the fabric's real
+reconcilers and threads."""
+
+from __future__ import annotations
+
+import pytest
+
+from sdnvirt.controller.fabric.bridges import Fabric
+from sdnvirt.controller.migration.switchover import SwitchOver
+from sdnvirt.controller.state import MemoryStore, activation
+from sdnvirt.vswitch.names import datapath_id
+from sdnvirt.vswitch.ports import Binding
+
+from helpers.fabric_views import PIPELINE, TOPOLOGY, flows_of, port_id, view
+from helpers.fake_switch import FakeSwitch
+from helpers.guests import wait_until
+
+WAIT = 5.0  # seconds; every wait here ends long before
+MOVING = Binding(port_id("a1"), "hv3", "tap-moving", 41, str(TOPOLOGY.guests["a1"].nics[0].mac), "a1")
+
+
+class Fabrics:
+    """A store with a1 bound on hv1 (active) and on hv3 (copying there), a fabric in sync."""
+
+    def __init__(self):
+        self.store = MemoryStore(TOPOLOGY)
+        for ports in view(extra=(MOVING,)).ports.values():
+            self.store.set_host_ports(ports)
+        self.fabric = Fabric(self.store, PIPELINE, lambda host, owners: None, lambda host: None)
+        self.switches = {h: FakeSwitch(datapath_id(TOPOLOGY.name, h)) for h in TOPOLOGY.hosts}
+        for host, switch in self.switches.items():
+            self.fabric.syncs[host].attach(switch)
+        self.fabric.ports_known()
+        wait_until(self.in_sync, timeout=WAIT, interval=0.005)
+
+    def in_sync(self) -> bool:
+        return all(self.fabric.syncs[h].in_sync and switch.flows == {f.key: f for f in flows_of(h, self.store.view())}
+                   for h, switch in self.switches.items())
+
+    def counts(self, what: str) -> dict[str, int]:
+        return {h: getattr(switch, what) for h, switch in self.switches.items()}
+
+
+@pytest.fixture
+def fabrics():
+    fabrics = Fabrics()
+    try:
+        yield fabrics
+    finally:
+        fabrics.fabric.stop()
+
+
+def test_a_staged_switch_over_is_one_commit_per_bridge_it_alters(fabrics):
+    before, sent = {h: dict(s.flows) for h, s in fabrics.switches.items()}, fabrics.counts("sent")
+    staged = fabrics.fabric.stage(activation(fabrics.store.view(), [port_id("a1")], "hv3"))
+    assert set(staged.rounds) == set(TOPOLOGY.hosts)  # a1's network reaches every host
+    assert fabrics.counts("staged") == dict.fromkeys(TOPOLOGY.hosts, 1)
+    assert {h: s.flows for h, s in fabrics.switches.items()} == before  # staged: nothing applied
+    applied = fabrics.fabric.apply(fabrics.store.activate([port_id("a1")], "hv3"), wait=True, staged=staged)
+    assert fabrics.counts("commits") == dict.fromkeys(TOPOLOGY.hosts, 1)
+    assert fabrics.counts("sent") == sent and fabrics.counts("discarded") == dict.fromkeys(TOPOLOGY.hosts, 0)
+    assert applied.flow_mods == {h: len(r.diff) for h, r in staged.rounds.items()}
+    assert set(applied.committed) == applied.staged == set(TOPOLOGY.hosts)
+    assert fabrics.in_sync() and fabrics.store.view().active[port_id("a1")] == "hv3"
+
+
+def test_a_switch_over_staged_before_the_view_changed_is_discarded_and_made_afresh(fabrics):
+    staged = fabrics.fabric.stage(activation(fabrics.store.view(), [port_id("a1")], "hv3"))
+    # meanwhile b3 is bound on hv2 too (its own migration): the staged flows may be wrong now
+    copying = Binding(port_id("b3"), "hv2", "tap-b3", 42, str(TOPOLOGY.guests["b3"].nics[0].mac), "b3")
+    fabrics.fabric.apply(fabrics.store.set_host_ports(view(extra=(MOVING, copying)).ports["hv2"]), wait=True)
+    applied = fabrics.fabric.apply(fabrics.store.activate([port_id("a1")], "hv3"), wait=True, staged=staged)
+    assert applied.staged == frozenset() and sum(applied.flow_mods.values()) > 0
+    assert fabrics.counts("commits") == dict.fromkeys(TOPOLOGY.hosts, 0)
+    assert fabrics.counts("discarded") == dict.fromkeys(TOPOLOGY.hosts, 1)
+    assert fabrics.in_sync() and fabrics.store.view().active[port_id("a1")] == "hv3"
+
+
+def test_nothing_is_staged_for_a_vm_not_bound_where_it_would_go():
+    store = MemoryStore(TOPOLOGY)
+    for ports in view().ports.values():
+        store.set_host_ports(ports)
+    fabric = Fabric(store, PIPELINE, lambda host, owners: None, lambda host: None)
+    try:
+        assert fabric.stage(activation(store.view(), [port_id("a1")], "hv3")) is None
+    finally:
+        fabric.stop()
+
+
+def test_the_switch_over_commits_what_a_migration_staged_and_drops_what_it_no_longer_needs(fabrics):
+    switch_over = SwitchOver(fabrics.store, fabrics.fabric, lambda event: None, lambda vm, mark: None)
+    switch_over.prepare("a1", "hv3")
+    switch_over.now("a1", "hv3", "test").result(timeout=WAIT)
+    assert fabrics.counts("commits") == dict.fromkeys(TOPOLOGY.hosts, 1) and fabrics.in_sync()
+    switch_over.prepare("a1", "hv1")  # on its way back; the migration fails before switching
+    switch_over.forget("a1")
+    assert fabrics.counts("discarded") == dict.fromkeys(TOPOLOGY.hosts, 1)
+    assert fabrics.store.view().active[port_id("a1")] == "hv3" and fabrics.in_sync()
