@@ -5,9 +5,13 @@ reconcilers and threads."""
 
 from __future__ import annotations
 
+import threading
+from types import SimpleNamespace
+
 import pytest
 
 from sdnvirt.controller.fabric.bridges import Fabric
+from sdnvirt.controller.migration.staging import SwitchOverStaging
 from sdnvirt.controller.migration.switchover import SwitchOver
 from sdnvirt.controller.state import MemoryStore, activation
 from sdnvirt.vswitch.names import datapath_id
@@ -91,10 +95,94 @@ def test_nothing_is_staged_for_a_vm_not_bound_where_it_would_go():
 
 def test_the_switch_over_commits_what_a_migration_staged_and_drops_what_it_no_longer_needs(fabrics):
     switch_over = SwitchOver(fabrics.store, fabrics.fabric, lambda event: None, lambda vm, mark: None)
-    switch_over.prepare("a1", "hv3")
+    switch_over.prepare("a1", "hv3")  # staged on a thread of its own
+    wait_until(lambda: fabrics.counts("staged") == dict.fromkeys(TOPOLOGY.hosts, 1), timeout=WAIT, interval=0.005)
     switch_over.now("a1", "hv3", "test").result(timeout=WAIT)
     assert fabrics.counts("commits") == dict.fromkeys(TOPOLOGY.hosts, 1) and fabrics.in_sync()
     switch_over.prepare("a1", "hv1")  # on its way back; the migration fails before switching
+    wait_until(lambda: fabrics.counts("staged") == dict.fromkeys(TOPOLOGY.hosts, 2), timeout=WAIT, interval=0.005)
     switch_over.forget("a1")
-    assert fabrics.counts("discarded") == dict.fromkeys(TOPOLOGY.hosts, 1)
+    wait_until(lambda: fabrics.counts("discarded") == dict.fromkeys(TOPOLOGY.hosts, 1), timeout=WAIT, interval=0.005)
     assert fabrics.store.view().active[port_id("a1")] == "hv3" and fabrics.in_sync()
+
+
+class SlowFabric:
+    """Stages when told to (`release`), or fails; remembers what it discarded."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.failing = False
+        self.calls = 0
+        self.staged: list[object] = []
+        self.discarded: list[object] = []
+
+    def stage(self, change):
+        assert self.release.wait(WAIT)
+        failing = self.failing  # decided before the call is counted: a test changes it once counted
+        self.calls += 1
+        if failing:
+            raise RuntimeError("a bug")
+        staged = SimpleNamespace(change=change, rounds={})
+        self.staged.append(staged)
+        return staged
+
+    def discard(self, staged) -> None:
+        self.discarded.append(staged)
+
+
+@pytest.fixture
+def staging():
+    store = MemoryStore(TOPOLOGY)
+    for ports in view(extra=(MOVING,)).ports.values():
+        store.set_host_ports(ports)
+    fabric = SlowFabric()
+    yield SwitchOverStaging(fabric, store.view), fabric
+    fabric.release.set()
+
+
+def staged_count(fabric: SlowFabric, n: int) -> None:
+    wait_until(lambda: len(fabric.staged) == n, timeout=WAIT, interval=0.005)
+
+
+def test_a_staged_switch_over_is_taken_once_and_only_for_its_destination(staging):
+    stager, fabric = staging
+    fabric.release.set()
+    stager.prepare("a1", "hv3")
+    staged_count(fabric, 1)
+    wait_until(lambda: stager.take("a1", "hv3") is fabric.staged[0], timeout=WAIT, interval=0.005)
+    assert stager.take("a1", "hv3") is None
+    stager.prepare("a1", "hv3")
+    staged_count(fabric, 2)
+    wait_until(lambda: stager._staged, timeout=WAIT, interval=0.005)
+    assert stager.take("a1", "hv1") is None and fabric.discarded == [fabric.staged[1]]  # staged for elsewhere
+
+
+@pytest.mark.parametrize("meanwhile", ["taken", "forgotten", "asked again"])
+def test_a_staging_that_ends_after_it_was_no_longer_wanted_is_dropped(staging, meanwhile):
+    stager, fabric = staging
+    stager.prepare("a1", "hv3")
+    if meanwhile == "taken":  # the pause came before the staging was done
+        assert stager.take("a1", "hv3") is None
+    elif meanwhile == "forgotten":
+        stager.forget("a1")
+    else:
+        stager.prepare("a1", "hv3")
+    fabric.release.set()
+    wait_until(lambda: fabric.discarded, timeout=WAIT, interval=0.005)
+    assert fabric.discarded == [fabric.staged[0]]
+    if meanwhile == "asked again":  # the newest request is staged and kept
+        staged_count(fabric, 2)
+        wait_until(lambda: stager.take("a1", "hv3") is fabric.staged[1], timeout=WAIT, interval=0.005)
+
+
+def test_a_staging_that_fails_costs_that_switch_over_its_head_start_only(staging):
+    stager, fabric = staging
+    fabric.failing = True
+    fabric.release.set()
+    stager.prepare("a1", "hv3")
+    stager.prepare("a1", "hv3")
+    wait_until(lambda: fabric.calls == 2, timeout=WAIT, interval=0.005)
+    fabric.failing = False
+    stager.prepare("a1", "hv3")  # the thread lives on
+    staged_count(fabric, 1)
+    wait_until(lambda: stager.take("a1", "hv3") is fabric.staged[0], timeout=WAIT, interval=0.005)

@@ -6,6 +6,7 @@ stand for the real ones, on the reconciler's real threads."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -342,3 +343,24 @@ def test_a_staged_round_that_fails_is_the_bridges_failure_and_is_retried(bridge,
     bridge.clear()
     wait_until(bridge.converged, timeout=WAIT, interval=0.005)
     assert bridge.sync.state == IN_SYNC
+
+
+def test_the_bridges_own_thread_never_takes_a_staged_rounds_owners_first(bridge, monkeypatch):
+    """Asking for the owners wakes the bridge's thread: were they asked for before the caller held
+    the round, that thread could make the round itself while the caller is preempted, and stale
+    the staged one. Here every caller is preempted right after asking."""
+    ask = SwitchSync.request
+
+    def preempted(sync, owners=None):
+        ask(sync, owners)
+        time.sleep(0.05)
+
+    monkeypatch.setattr(SwitchSync, "request", preempted)
+    for attempt in range(1, 4):
+        place = attempt % 2
+        staged = bridge.sync.stage({PORT: frozenset({PLACES[place]})})
+        bridge.move(place)
+        with bridge.sync.sending(frozenset({PORT}), staged) as sending:
+            assert sending.wait() == 1 and sending.staged
+        assert (bridge.switch.commits, bridge.switch.discarded) == (attempt, 0)
+    assert bridge.converged()

@@ -158,9 +158,10 @@ class SwitchSync:
         it. The bridge's round is held until the block ends, so a caller can send to every
         bridge before waiting for any. A failure is this bridge's, never the caller's: it is
         recorded and retried in the background. A round `staged` for these owners is committed
-        instead, if it still holds."""
-        self.request(owners)
+        instead, if it still holds. The owners are asked for once the round is the caller's: asked
+        before, the bridge's thread could take them first and stale the staged round."""
         with self._round:
+            self.request(owners)
             round_ = self._attempt(self._staged_round, staged, owners) if staged is not None else _STALE
             sending = Sending(self, self._attempt(self._begin_round) if round_ is _STALE else round_,
                               staged=round_ is not _STALE and round_ is not None)

@@ -35,11 +35,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from sdnvirt.controller.fabric.bridges import Fabric, StagedChange
+from sdnvirt.controller.fabric.bridges import Fabric
 from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
 from sdnvirt.controller.migration import flight
 from sdnvirt.controller.migration.announcements import announced_mac, gratuitous_arp
-from sdnvirt.controller.state import StateStore, activation
+from sdnvirt.controller.migration.staging import SwitchOverStaging
+from sdnvirt.controller.state import StateStore
 
 LOG = logging.getLogger(__name__)
 GARP_REPEATS = (0.0, 0.05, 0.2)  # seconds after the switch-over, as QEMU spaces its own announcements
@@ -95,8 +96,7 @@ class SwitchOver:
         self._work: queue.Queue = queue.Queue()
         self.counters = SwitchOverCounters()
         self._backlog = threading.BoundedSemaphore(PACKET_IN_BACKLOG)
-        self._staged: dict[str, tuple[str, StagedChange]] = {}  # vm -> (destination, its switch-over staged)
-        self._staging = threading.Lock()
+        self._staging = SwitchOverStaging(fabric, store.view)
         threading.Thread(target=self._run, name="switch-over", daemon=True).start()
 
     def packet_in(self, host: str | None, in_port: int | None, frame: bytes, received: float) -> None:
@@ -118,33 +118,14 @@ class SwitchOver:
         self._work.put((self._switch_vm, (vm, destination, trigger, received)))
 
     def prepare(self, vm: str, host: str) -> None:
-        """Stage the VM's switch-over to `host`, where its port is bound now (a migration copies):
+        """Stage the VM's switch-over to `host`, where its ports are bound now (a migration copies):
         every bridge it alters holds its flow-mods in an open bundle, so that at the pause only
-        the commits are left. In the caller's thread, never on the switch-over's (a switch-over
-        under way must not wait)."""
-        guest = self.store.view().topology.guests.get(vm)
-        if guest is None:
-            return
-        try:
-            staged = self.fabric.stage(activation(self.store.view(), [n.port_id for n in guest.nics], host))
-        except Exception:  # a switch-over not staged is slower, nothing worse
-            LOG.exception("vm %s: the switch-over to %s could not be staged", vm, host)
-            return
-        if staged is None:
-            return
-        with self._staging:
-            _, replaced = self._staged.pop(vm, (None, None))
-            self._staged[vm] = (host, staged)
-        if replaced is not None:
-            self.fabric.discard(replaced)
-        LOG.debug("vm %s: switch-over to %s staged on %s", vm, host, sorted(staged.rounds))
+        the commits are left (staging.py)."""
+        self._staging.prepare(vm, host)
 
     def forget(self, vm: str) -> None:
         """The VM's migration ended: a switch-over staged for it is dropped."""
-        with self._staging:
-            _, staged = self._staged.pop(vm, (None, None))
-        if staged is not None:
-            self.fabric.discard(staged)
+        self._staging.forget(vm)
 
     def now(self, vm: str, host: str, trigger: str) -> Future:
         """Switch a VM over on someone's word (no signal came, or the lab moves a netns guest);
@@ -190,11 +171,7 @@ class SwitchOver:
             self._switch(vm, [nic.port_id for nic in guest.nics], host, trigger, received)
 
     def _switch(self, vm: str, port_ids: list[str], host: str, trigger: str, received: float) -> None:
-        with self._staging:
-            destination, staged = self._staged.pop(vm, (None, None))
-        if staged is not None and destination != host:
-            self.fabric.discard(staged)
-            staged = None
+        staged = self._staging.take(vm, host)
         change = self.store.activate(port_ids, host)
         if not change:
             if staged is not None:
