@@ -66,3 +66,31 @@ def test_a_peer_that_never_says_which_datapath_it_is_is_dropped_at_the_deadline(
 
 def test_the_socket_is_its_owners_alone(switch_socket):
     assert switch_socket.stat().st_mode & 0o777 == 0o600
+
+
+def test_two_threads_writing_to_a_switch_never_interleave_their_messages():
+    """os-ken's sender and a switch-over's commit (`send_now`) write to one connection: each
+    message goes whole, whichever thread writes it and however the socket splits a write."""
+    ours, theirs = socket.socketpair()
+    ours.settimeout(ENDED_WITHIN)
+    theirs.settimeout(ENDED_WITHIN)
+    connection = listener._WholeWrites(ours)
+    size, count = 48 * 1024, 60  # each larger than the socket's buffer: every write is split
+
+    def write(fill: int) -> None:
+        for _ in range(count):
+            connection.sendall(bytes([fill]) * size)
+
+    writers = [threading.Thread(target=write, args=(fill,)) for fill in (1, 2)]
+    for writer in writers:
+        writer.start()
+    received = bytearray()
+    while len(received) < 2 * count * size:
+        received += theirs.recv(1 << 16)
+    for writer in writers:
+        writer.join(ENDED_WITHIN)
+    messages = [received[i:i + size] for i in range(0, len(received), size)]
+    assert all(m == bytes([m[0]]) * size for m in messages)
+    assert sorted(m[0] for m in messages) == [1] * count + [2] * count
+    ours.close()
+    theirs.close()

@@ -205,10 +205,11 @@ class SwitchChannel:
     def _bundle_control(self, bundle_id: int, kind: int) -> bytes:
         return self._encode(parser.OFPBundleCtrlMsg(self.datapath, bundle_id, kind, BUNDLE_FLAGS, []), bundle_id)
 
-    def _send_bundle_messages(self, xid: int, blob: bytes) -> float:
-        """Hand a bundle's messages to the connection in one write; when (time.monotonic())."""
+    def _send_bundle_messages(self, xid: int, blob: bytes, at_once: bool = False) -> float:
+        """Hand a bundle's messages to the connection in one write (`at_once`: written by this
+        thread, not queued for os-ken's sender); when (time.monotonic())."""
         sent = time.monotonic()  # before: the answer may come before this thread runs again
-        if self.closed or not self.datapath.send(blob):
+        if self.closed or not (self.datapath.send_now(blob) if at_once else self.datapath.send(blob)):
             with self._lock:
                 self._pending.pop(xid, None)
             raise SwitchError(f"switch {self.dpid:#x} is not connected")
@@ -239,8 +240,10 @@ class StagedBundle:
         return not self.channel.closed and not self.pending.errors
 
     def commit(self) -> Commit:
+        """Sent from the caller's thread at once: every message of the bundle is on the wire
+        already (the switch answered the barrier behind them), so nothing queued comes before."""
         return Commit(self.channel, self.xid, self.pending, self.channel._send_bundle_messages(
-            self.xid, self.channel._bundle_control(self.xid, ofp.OFPBCT_COMMIT_REQUEST)))
+            self.xid, self.channel._bundle_control(self.xid, ofp.OFPBCT_COMMIT_REQUEST), at_once=True))
 
     def discard(self) -> None:
         """Drop it, not waiting for the answer (none of the bundle's flows is applied)."""

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from os_ken.base import app_manager  # noqa: F401  (first: os-ken's controller module needs it loaded)
 from os_ken.controller.controller import Datapath
-from os_ken.controller.handler import CONFIG_DISPATCHER, HANDSHAKE_DISPATCHER
+from os_ken.controller.handler import CONFIG_DISPATCHER, DEAD_DISPATCHER, HANDSHAKE_DISPATCHER
 
 from sdnvirt.linux.unix_sockets import owner_only_socket
 
@@ -77,6 +77,22 @@ class _UnixStream:
 
     def __getattr__(self, name: str):
         return getattr(self._sock, name)
+
+
+class _WholeWrites:
+    """A switch's connection written one whole message at a time, by os-ken's sender thread or
+    by a caller that must not wait behind it (`_Datapath.send_now`)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._writing = threading.Lock()
+
+    def sendall(self, data: bytes) -> None:
+        with self._writing:
+            self._stream.sendall(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 class OpenFlowListener:
@@ -179,12 +195,25 @@ class _Datapath(Datapath):
             self.close()  # the apps hear that the switch is gone, now
             self.send(b"", close_socket=True)  # and the sender wakes, and ends
 
+    def send_now(self, buf: bytes) -> bool:
+        """Write from the caller's thread, not queued for os-ken's sender, which may take
+        milliseconds to be scheduled: for a message that cannot wait (a switch-over's commit).
+        It may overtake what is queued: the caller must depend on nothing still queued. False
+        if the connection is gone (or the write timed out)."""
+        if self.state == DEAD_DISPATCHER:
+            return False
+        try:
+            self.socket.sendall(buf)
+        except OSError:
+            return False
+        return True
+
 
 def _serve(stream, peer: SwitchPeer, deadline: float) -> None:
     """os-ken's datapath_connection_factory, with a deadline for the switch to say which
     datapath it is."""
     try:
-        with contextlib.closing(_Datapath(stream, peer)) as datapath:
+        with contextlib.closing(_Datapath(_WholeWrites(stream), peer)) as datapath:
             timer = threading.Timer(max(deadline - time.monotonic(), 0.0), _drop_if_unnamed, args=(datapath,))
             timer.daemon = True
             timer.start()
