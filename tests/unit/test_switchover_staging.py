@@ -94,11 +94,15 @@ def test_nothing_is_staged_for_a_vm_not_bound_where_it_would_go():
 
 
 def test_the_switch_over_commits_what_a_migration_staged_and_drops_what_it_no_longer_needs(fabrics):
-    switch_over = SwitchOver(fabrics.store, fabrics.fabric, lambda event: None, lambda vm, mark: None)
+    marks: list[dict] = []
+    switch_over = SwitchOver(fabrics.store, fabrics.fabric, lambda event: None, lambda vm, mark: marks.append(mark))
     switch_over.prepare("a1", "hv3")  # staged on a thread of its own
     wait_until(lambda: fabrics.counts("staged") == dict.fromkeys(TOPOLOGY.hosts, 1), timeout=WAIT, interval=0.005)
     switch_over.now("a1", "hv3", "test").result(timeout=WAIT)
     assert fabrics.counts("commits") == dict.fromkeys(TOPOLOGY.hosts, 1) and fabrics.in_sync()
+    # the flight recorder says which bridges only committed
+    assert sorted(m["host"] for m in marks if m["event"] == "sent" and m["detail"].endswith(", staged")) == sorted(
+        TOPOLOGY.hosts)
     switch_over.prepare("a1", "hv1")  # on its way back; the migration fails before switching
     wait_until(lambda: fabrics.counts("staged") == dict.fromkeys(TOPOLOGY.hosts, 2), timeout=WAIT, interval=0.005)
     switch_over.forget("a1")

@@ -14,8 +14,9 @@ A mark is {"at", "by", "event", "host", "detail"}:
 - by "guest": stopped, resumed (a netns guest's links, as its swap reports them)
 - by "libvirt": a lifecycle event as the controller received it (suspended, resumed, ...)
 - by "controller": switch-over (host: the target, detail: its trigger), sent (host: a bridge
-  whose flow-mods were handed to its connection, detail: how many), committed (host: a bridge
-  that confirmed them), garp (host: where gratuitous ARPs were sent from)
+  whose flow-mods were handed to its connection, detail: how many, and "staged" when only the
+  commit of a staged bundle was), committed (host: a bridge that confirmed them), garp (host:
+  where gratuitous ARPs were sent from)
 - by "tap" (captures on the guest's ports, on request, taps.py; stamped by the kernel):
   last-from-guest (source), to-guest (frames into the source's port after that, or into
   the destination's before the guest answered there), first-from-guest (destination),

@@ -188,7 +188,8 @@ class SwitchOver:
         self._on_mark(vm, flight.mark(flight.wall(received), "controller", "switch-over", host, trigger))
         for bridge, at in sorted(applied.sent.items(), key=lambda item: item[1]):
             self._on_mark(vm, flight.mark(flight.wall(at), "controller", "sent", bridge,
-                                          f"{applied.flow_mods[bridge]} flow-mods"))
+                                          f"{applied.flow_mods[bridge]} flow-mods"
+                                          + (", staged" if bridge in applied.staged else "")))
         for bridge, at in sorted(applied.committed.items(), key=lambda item: item[1]):
             self._on_mark(vm, flight.mark(flight.wall(at), "controller", "committed", bridge))
         self._garp(vm, host, moved)
