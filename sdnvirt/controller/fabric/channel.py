@@ -187,14 +187,16 @@ class SwitchChannel:
         is discarded then). The switch forgets a bundle left idle (Open vSwitch: after 10 s)."""
         xid, barrier = self._next_xid(), self._next_xid()
         pending = self._expect(xid, _committed)
-        took = self._expect(barrier, lambda reply: isinstance(reply, parser.OFPBarrierReply))
         blob = self._bundle_control(xid, ofp.OFPBCT_OPEN_REQUEST) + bundle_adds(xid, BUNDLE_FLAGS, xid, deletes, adds)
         self._send_bundle_messages(xid, blob)
         staged = StagedBundle(self, xid, pending, time.monotonic())
+        took = self._expect(barrier, lambda reply: isinstance(reply, parser.OFPBarrierReply))
         try:
             self._send(parser.OFPBarrierRequest(self.datapath), barrier)
             self._wait(barrier, took, timeout, "a staged bundle")
         except SwitchError:
+            with self._lock:
+                self._pending.pop(barrier, None)  # a barrier never sent is waited for by nobody
             staged.discard()
             raise
         if pending.errors:  # errors of the bundle's messages come before the barrier's reply

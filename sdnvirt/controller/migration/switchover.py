@@ -114,7 +114,8 @@ class SwitchOver:
     def vm_resumed(self, vm: str, host: str, received: float) -> None:
         self._work.put((self._switch_vm, (vm, host, "libvirt-resumed", received)))
 
-    def source_paused(self, vm: str, destination: str, received: float, trigger: str = SOURCE_PAUSED) -> None:
+    def source_paused(self, vm: str, destination: str, received: float, trigger: str) -> None:
+        """The source paused the VM for the last of its memory (`trigger`: who said so)."""
         self._work.put((self._switch_vm, (vm, destination, trigger, received)))
 
     def prepare(self, vm: str, host: str) -> None:
