@@ -6,8 +6,8 @@ size, in a process of its own (its peak memory is its own):
   load        the topology file parsed, checked and resolved (load_topology_text)
   compile     every bridge's flows from the desired state (compile_host on every host)
   add/remove  one VM added to the topology and its port bound (unbound, and the VM removed):
-              the store's new views and the flows recompiled and compared on every bridge, as
-              the fabric does it
+              the store's new views and the owners they touched recompiled and compared on the
+              bridges they reach, as the fabric does it
   peak_mib    the process's peak memory beyond what it held before the fabric was built
   move        one VM's switch-over: its port bound on a second host, activated there, and the
               owners that changed recompiled and compared on the bridges that carry them
@@ -145,11 +145,14 @@ def point(hosts: int, guests_per_host: int) -> dict:
 
 
 def _recompile_changed(change, installed: dict, pipeline) -> tuple[dict, int]:
-    """What the fabric does with a change: on every bridge, the changed owners (all of them when
-    the change does not say) compiled again and compared with what the bridge holds."""
+    """What the fabric does with a change: on every bridge it reaches, the changed owners (all of
+    them when the change does not say) compiled again and compared with what the bridge holds."""
     view, mods, result = change.view, 0, {}
     for host in view.topology.hosts:
         held = installed.get(host, {})
+        if not change.reaches(host):
+            result[host] = held
+            continue
         if change.owners is None:
             new = compile_host(view, host, pipeline)
             old_flows = [f for flows in held.values() for f in flows]

@@ -34,29 +34,26 @@ class NorthboundStore(MemoryStore):
                  "mac": b.mac, "vm_id": b.vm_id, "ready_at": b.ready_at}
                 for b in ports.bindings]
         with self._changing:
-            before = self.view().active
             change = super().set_host_ports(ports)
             self.write(lambda: self.northbound.set_bindings(ports.host, rows), f"the bindings of {ports.host}",
                        key=("bindings", ports.host))
-            self._remember(before, change)
+            self._remember(change)
         return change
 
     def activate(self, port_ids: list[str], host: str) -> ViewChange:
         with self._changing:
-            before = self.view().active
             change = super().activate(port_ids, host)
-            self._remember(before, change)
+            self._remember(change)
         return change
 
     def set_topology(self, topology: Topology) -> ViewChange:
         with self._changing:
-            before = self.view().active
             change = super().set_topology(topology)
-            self._remember(before, change)
+            self._remember(change)
         return change
 
-    def _remember(self, before: dict[str, str], change: ViewChange) -> None:
-        moved = {p: h for p, h in change.view.active.items() if before.get(p) != h}
+    def _remember(self, change: ViewChange) -> None:
+        moved = dict(change.moved)
         if moved:
             self.write(lambda: self.northbound.set_active(moved), f"where ports {sorted(moved)} are active")
 

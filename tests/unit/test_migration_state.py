@@ -103,10 +103,11 @@ def test_unrelated_ports_are_not_recompiled_by_a_switch_over():
     assert ("port", port_id("b1")) not in change.owners and ("port", port_id("a2")) not in change.owners
 
 
-def test_tunnel_changes_recompile_everything():
+def test_a_hosts_tunnels_changing_recompile_what_its_bridge_carries_there_only():
     store = MemoryStore(TOPOLOGY)
     for ports in view().ports.values():
         store.set_host_ports(ports)
     hv2 = store.view().ports["hv2"]
     change = store.set_host_ports(HostPorts("hv2", hv2.bindings, hv2.tunnels + (TunnelPort("hv2", "hv9", "vx", 9),)))
-    assert change.owners is None
+    assert change.owners == store.view().owners_on("hv2") and change.hosts == {"hv2"}
+    assert [h for h in TOPOLOGY.hosts if change.reaches(h)] == ["hv2"]

@@ -225,10 +225,10 @@ def test_the_store_writes_changes_in_the_order_it_made_them_also_from_several_th
 
     remember = NorthboundStore._remember
 
-    def slow_to_queue_moves_to_hv1(store, before, change):
+    def slow_to_queue_moves_to_hv1(store, change):
         if change and change.view.active.get(A1) == "hv1":
             time.sleep(0.001)
-        remember(store, before, change)
+        remember(store, change)
 
     noting = threading.Lock()
     monkeypatch.setattr(MemoryStore, "activate", noting_the_order)

@@ -4,8 +4,8 @@ A bridge is known by the datapath id the controller gave it, so a connection
 is matched to its host before anything is sent to it; and by the certificate
 it showed, which must be the one the host inventory names for that host (so
 one host's certificate cannot take another host's place). A change of
-desired state is applied to every bridge at once, recompiling only the
-owners it touched.
+desired state is applied at once to every bridge it may alter, recompiling
+only the owners it touched.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sdnvirt.controller.fabric.channel import SwitchChannel, SwitchError
 from sdnvirt.controller.fabric.compiler import compile_host, compile_owner
 from sdnvirt.controller.fabric.pipeline import Pipeline
 from sdnvirt.controller.fabric.sync import Compiler, StagedRound, SwitchSync
-from sdnvirt.controller.state import OwnerKey, StateStore, ViewChange, changes_between
+from sdnvirt.controller.state import OwnerKey, StateStore, ViewChange, same_for
 from sdnvirt.model.topology import Topology
 from sdnvirt.vswitch.names import datapath_id
 
@@ -50,7 +50,8 @@ class StagedChange:
 
     def holds_for(self, change: ViewChange) -> bool:
         """The change made now compiles to the same flows as the one staged."""
-        return change.owners == self.change.owners and not changes_between(self.change.view, change.view)
+        return (change.owners is not None and change.owners == self.change.owners
+                and same_for(self.change.view, change.view, change.owners))
 
 
 class Fabric:
@@ -148,7 +149,8 @@ class Fabric:
             self.discard(staged)
             staged = None
         if change:
-            ordered = sorted(self.syncs.values(), key=lambda s: s.host not in change.activated)
+            ordered = sorted((s for s in self.syncs.values() if change.reaches(s.host)),
+                             key=lambda s: s.host not in change.activated)
             if wait:
                 # Every bridge's bundle goes out before the first answer is awaited; each
                 # bridge's round is released when the block ends, whatever happens in it.
@@ -176,6 +178,8 @@ class Fabric:
             return None
         rounds = {}
         for host, sync in self.syncs.items():
+            if not change.reaches(host):
+                continue
             compiled = {owner: compile_owner(change.view, host, self.pipeline, owner) for owner in change.owners}
             try:
                 staged = sync.stage(compiled)
