@@ -16,6 +16,8 @@ hosts during the switch-over, and none is lost on the old one.
 
 from __future__ import annotations
 
+import functools
+
 from sdnvirt.controller.fabric.cookies import owner_cookie
 from sdnvirt.controller.fabric.flow import (
     FROM_TUNNEL,
@@ -117,18 +119,26 @@ def _local_port(pipeline: Pipeline, port: LogicalPort, binding: Binding) -> list
 
 def _known_address(pipeline: Pipeline, port: LogicalPort) -> list[Flow]:
     """Answer ARP for the port's address on this host; let its gratuitous ARP through."""
-    owner = owner_cookie(("port", port.id))
     arp, l2 = pipeline.table("arp_responder"), pipeline.table("l2_lookup")
-    in_network = (port.network.vni, NETWORK_MASK)
-    return [
-        flow(arp.id, arp.priority("pass"),
-             {"metadata": in_network, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST, "arp_spa": port.ip,
-              "arp_tpa": port.ip},
-             goto=l2.id, cookie=owner),
-        flow(arp.id, arp.priority("answer"),
-             {"metadata": in_network, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST, "arp_tpa": port.ip},
-             actions=arp_reply(port.mac, port.ip), cookie=owner),
-    ]
+    return list(_address_flows(arp.id, arp.priority("pass"), arp.priority("answer"), l2.id,
+                               port.id, port.network.vni, port.mac, port.ip))
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _address_flows(arp_table: int, pass_priority: int, answer_priority: int, l2_table: int,
+                   port_id: str, vni: int, mac: str, ip: str) -> tuple[Flow, Flow]:
+    """The same on every host that carries the port's network (half of a fabric's flows):
+    made once, by what they are made of."""
+    owner = owner_cookie(("port", port_id))
+    in_network = (vni, NETWORK_MASK)
+    return (
+        flow(arp_table, pass_priority,
+             {"metadata": in_network, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST, "arp_spa": ip, "arp_tpa": ip},
+             goto=l2_table, cookie=owner),
+        flow(arp_table, answer_priority,
+             {"metadata": in_network, "eth_type": ETH_ARP, "arp_op": ARP_REQUEST, "arp_tpa": ip},
+             actions=arp_reply(mac, ip), cookie=owner),
+    )
 
 
 def _deliver(pipeline: Pipeline, port: LogicalPort, binding: Binding) -> Flow:
