@@ -7,7 +7,10 @@ connection to the tables being complete (the controller's own clock, and
 from outside by watching the switch), and the flow-mods sent. The baseline,
 measured in the same run on the same bridge: the same flow set loaded with
 `ovs-ofctl --bundle add-flows`. Once more right after a controller restart,
-when the controller has encoded no flow-mod yet. Prints one JSON object.
+when the controller has encoded no flow-mod yet. Then every bridge at once: the
+controller restarted while all of them hold their flows (nothing to send), and
+again with every table emptied; from the first bridge's connection to the last
+one's complete tables, and each bridge's own time. Prints one JSON object.
 
     .venv/bin/python bench/converge.py [--hosts 10] [--guests 200] [--networks 8]
 """
@@ -20,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -68,6 +72,30 @@ def measure_cold(lab: Lab, host: str) -> float:
     lab.restart_process("controller")
     ovs.vsctl("set-controller", INTEGRATION_BRIDGE, f"unix:{lab.paths.host(host).controller_socket}")
     return lab.wait_converged()["hosts"][host]["converge_ms"]
+
+
+def measure_all_at_once(lab: Lab, empty: bool) -> dict:
+    """Every bridge reconnecting to a restarted controller together (it sets their controller
+    when it starts), holding their flows or with empty tables."""
+    hosts = lab.hosts()
+    expected = {host: flow_count(lab, host) for host in hosts}
+
+    def take_off(host: str) -> None:
+        hosts[host].openvswitch.vsctl("del-controller", INTEGRATION_BRIDGE)
+        if empty:
+            hosts[host].openvswitch.ofctl("del-flows", INTEGRATION_BRIDGE)
+
+    with ThreadPoolExecutor(len(hosts)) as pool:
+        list(pool.map(take_off, hosts))
+    lab.restart_process("controller")
+    bridges = lab.wait_converged()["hosts"]
+    assert {host: flow_count(lab, host) for host in hosts} == expected, "the controller did not restore every flow"
+    connected = min(b["converged_at"] - b["converge_ms"] / 1000 for b in bridges.values())
+    return {"bridges": len(bridges), "empty_tables": empty,
+            "first_connection_to_all_converged_ms": round((max(b["converged_at"] for b in bridges.values())
+                                                           - connected) * 1000, 1),
+            "converge_ms": median_max([b["converge_ms"] for b in bridges.values()]),
+            "flow_mods": sum(b["last_sync_flow_mods"] for b in bridges.values())}
 
 
 def measure_host(lab: Lab, host: str, folder: Path) -> dict:
@@ -123,6 +151,7 @@ def main() -> int:
         try:
             rounds = [measure_host(lab, host, folder) for host in sorted(lab.topology.hosts)]
             cold_ms = measure_cold(lab, min(lab.topology.hosts))
+            all_at_once = [measure_all_at_once(lab, empty) for empty in (False, False, False, True)]
         finally:
             lab.down()
     ours = [r["converge_ms"] for r in rounds]
@@ -140,6 +169,8 @@ def main() -> int:
         "converge_seen_from_switch_ms": median_max([r["outside_ms"] for r in rounds]),
         "baseline_ovs_ofctl_bundle_ms": median_max(baseline),
         "ratio": round(statistics.median(ours) / statistics.median(baseline), 2),
+        "all_bridges_at_once_after_restart": [r for r in all_at_once if not r["empty_tables"]],
+        "all_bridges_at_once_empty_after_restart": [r for r in all_at_once if r["empty_tables"]],
         "rounds": rounds,
     }, indent=2))
     return 0

@@ -62,6 +62,7 @@ class FabricStatus:
                 "last_sync_flow_mods": sync.stats.last_flow_mods,
                 "last_sync_ms": round(sync.stats.last_duration_ms, 3),
                 "converge_ms": None if sync.stats.converge_ms is None else round(sync.stats.converge_ms, 3),
+                "converged_at": sync.stats.converged_at,
                 "sync_failures": sync.stats.failures,
             }
         return {

@@ -364,3 +364,12 @@ def test_the_bridges_own_thread_never_takes_a_staged_rounds_owners_first(bridge,
             assert sending.wait() == 1 and sending.staged
         assert (bridge.switch.commits, bridge.switch.discarded) == (attempt, 0)
     assert bridge.converged()
+
+
+def test_a_bridge_says_when_its_tables_were_complete_after_it_connected(bridge):
+    """What bench/converge.py compares bridges converging together by."""
+    first = bridge.sync.stats.converged_at
+    assert first is not None and first <= time.time() and bridge.sync.stats.converge_ms >= 0
+    bridge.sync.attach(bridge.switch)  # the bridge reconnected
+    wait_until(lambda: bridge.sync.stats.converged_at not in (None, first), timeout=WAIT, interval=0.005)
+    assert bridge.converged()

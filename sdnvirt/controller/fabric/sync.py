@@ -68,8 +68,10 @@ class SyncStats:
     last_flow_mods: int = 0
     last_duration_ms: float = 0.0
     connected_at: float | None = None
-    # from connection to the first complete table, in milliseconds
+    # from connection to the first complete table, in milliseconds, and when that was (time.time():
+    # bridges converging together are compared by it)
     converge_ms: float | None = None
+    converged_at: float | None = None
 
 
 class SwitchSync:
@@ -131,7 +133,7 @@ class SwitchSync:
             self._retry_at = 0.0
             self._backoff.succeeded()
             self.stats.connected_at = time.monotonic()
-            self.stats.converge_ms = None
+            self.stats.converge_ms = self.stats.converged_at = None
             self._cond.notify()
 
     def detach(self, channel: SwitchChannel) -> None:
@@ -324,6 +326,7 @@ class SwitchSync:
             self.stats.last_duration_ms = elapsed
             if self.stats.converge_ms is None and self.stats.connected_at is not None:
                 self.stats.converge_ms = (time.monotonic() - self.stats.connected_at) * 1000
+                self.stats.converged_at = time.time()
             self.in_sync = not self._work_pending()
             self.error = None
             self._retry_at = 0.0
