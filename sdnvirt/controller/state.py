@@ -147,7 +147,7 @@ class ViewChange:
     view: FabricView
     owners: frozenset[OwnerKey] | None
     activated: frozenset[str] = frozenset()
-    hosts: frozenset[str] | None = frozenset()
+    hosts: frozenset[str] | None = None
     moved: Mapping[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
@@ -323,7 +323,7 @@ def topology_change(view: FabricView, topology: Topology, remembered: Mapping[st
         placements = FabricView(topology, ports).placements
         new = FabricView(topology, ports, resolve_active({**remembered, **view.active}, placements))
         moved = {p: h for p, h in new.active.items() if view.active.get(p) != h}
-        return ViewChange(new, None, hosts=None, moved=moved)
+        return ViewChange(new, None, moved=moved)
     networks = {n for n in set(old.networks) | set(topology.networks)
                 if old.networks.get(n) != topology.networks.get(n)}
     guests = {g for g in set(old.guests) | set(topology.guests) if old.guests.get(g) != topology.guests.get(g)}
