@@ -104,9 +104,10 @@ class FabricStatus:
 
     def accounts(self) -> dict:
         """Every port's, VM's, tenant's and host's counters (accounting/report.py), as last read."""
-        ports, vms, memory = self._accountant.accounts()
-        return {"at": self._accountant.read_at, "interval_s": self._accountant.interval,
-                **counters_report(self._topology(), self._store.view().active, ports, vms, memory)}
+        accounts = self._accountant.accounts()
+        return {"at": accounts.at, "interval_s": self._accountant.interval,
+                **counters_report(self._topology(), self._store.view().active, accounts.ports, accounts.vms,
+                                  accounts.memory)}
 
     def port_security_drops(self) -> dict[str, dict[str, int]]:
         """Per host, per guest NIC: packets dropped for sending from a foreign MAC or IP."""

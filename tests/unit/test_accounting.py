@@ -5,6 +5,8 @@ The switch and libvirt are fakes here, so that every way a reading can go wrong 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -179,21 +181,21 @@ def violation(packets: int, in_port: int = 3, age: float = 5.0) -> SimpleNamespa
 
 def test_a_bridge_that_does_not_answer_ends_no_incarnation(parts):
     parts.channels["hv1"].ports = [port_stats(3, rx=10, tx=10)]
-    parts.accountant.read_switch("hv1")
+    parts.accountant.read(["hv1"])
     parts.channels["hv1"].error = SwitchError("switch 0x1 did not answer a port stats request within 2s")
-    parts.accountant.read_switch("hv1")
-    port_accounts, _, _ = parts.accountant.accounts()
+    parts.accountant.read(["hv1"])
+    port_accounts = parts.accountant.accounts().ports
     assert port_accounts[A1].live and not port_accounts[A1].folded
 
 
 def test_a_libvirtd_that_fails_keeps_the_vms_figures(parts):
     parts.hypervisors["hv1"].domains = [("a1", 4, {"cpu.time": 900})]
-    parts.accountant.read_domains("hv1")
+    parts.accountant.read(["hv1"])
     parts.hypervisors["hv1"].error = HypervisorError("host hv1: connection reset", "host")
-    parts.accountant.read_domains("hv1")
+    parts.accountant.read(["hv1"])
     parts.hypervisors["hv1"].connected = False
-    parts.accountant.read_domains("hv1")
-    _, vm_accounts, memory = parts.accountant.accounts()
+    parts.accountant.read(["hv1"])
+    vm_accounts = parts.accountant.accounts().vms
     assert vm_accounts["a1"].total()["cpu_time_ns"] == 900 and vm_accounts["a1"].live
 
 
@@ -201,34 +203,34 @@ def test_a_host_whose_ports_are_not_known_yet_is_not_read(parts):
     """A restarted controller before the host's OVSDB told it which port is whose: reading then would
     end every incarnation there."""
     parts.channels["hv1"].ports = [port_stats(3, rx=10, tx=10)]
-    parts.accountant.read_switch("hv1")
+    parts.accountant.read(["hv1"])
     del parts.view.ports["hv1"]
-    parts.accountant.read_switch("hv1")
-    assert parts.accountant.accounts()[0][A1].live
+    parts.accountant.read(["hv1"])
+    assert parts.accountant.accounts().ports[A1].live
 
 
 def test_an_incarnation_that_begins_or_ends_is_written_and_a_restart_goes_on_from_it(parts):
     parts.channels["hv1"].ports = [port_stats(3, rx=10, tx=20)]
     parts.channels["hv1"].drops = [violation(4)]
-    parts.accountant.read_switch("hv1")
+    parts.accountant.read(["hv1"])
     parts.channels["hv1"].ports, parts.channels["hv1"].drops = [port_stats(3, rx=30, tx=40, age=6)], [violation(6)]
-    parts.accountant.read_switch("hv1")
+    parts.accountant.read(["hv1"])
     assert parts.saved[f"port {A1}"]["live"][0]["counts"]["sent_packets"] == 10  # not written again yet
     parts.channels["hv1"].ports, parts.channels["hv1"].drops = [], []  # the VM left hv1
-    parts.accountant.read_switch("hv1")
+    parts.accountant.read(["hv1"])
     written = parts.saved[f"port {A1}"]
     assert written["folded"]["hv1"] == {"sent_packets": 30, "sent_bytes": 3000, "received_packets": 40,
                                         "received_bytes": 4000, "dropped_delivery": 0, "dropped_port_security": 6}
     restarted = Accountant(SimpleNamespace(syncs={}), lambda: parts.view, {}, PIPELINE, dict(parts.saved),
                            lambda *_: None)
-    assert restarted.accounts()[0][A1].total() == written["folded"]["hv1"]
+    assert restarted.accounts().ports[A1].total() == written["folded"]["hv1"]
 
 
 def test_stopping_writes_what_changed_since_it_was_written(parts):
     parts.channels["hv1"].ports = [port_stats(3, rx=10, tx=20)]
-    parts.accountant.read_switch("hv1")
+    parts.accountant.read(["hv1"])
     parts.channels["hv1"].ports = [port_stats(3, rx=11, tx=25, age=6)]
-    parts.accountant.read_switch("hv1")
+    parts.accountant.read(["hv1"])
     parts.accountant.stop()
     assert parts.saved[f"port {A1}"]["live"][0]["counts"]["received_packets"] == 25
 
@@ -241,14 +243,38 @@ def test_a_reading_that_fails_unexpectedly_does_not_stop_the_accounting(parts):
     try:
         assert wait_until(lambda: parts.accountant.read_at is not None, timeout=5)
         parts.channels["hv1"].error, parts.channels["hv1"].ports = None, [port_stats(3, rx=10, tx=20)]
-        assert wait_until(lambda: ("hv1", "port", "vnet3@3") in parts.accountant.accounts()[0][A1].live, timeout=5)
+        assert wait_until(lambda: ("hv1", "port", "vnet3@3") in parts.accountant.accounts().ports[A1].live, timeout=5)
     finally:
         parts.accountant.stop()
 
 
+def test_a_rounds_counters_and_its_time_are_seen_together_however_long_libvirt_takes(parts):
+    """top divides what the counters grew by the time between two readings: a reading half taken
+    (the bridges read, libvirt not yet) must not be seen, and its time is when the bridges were read."""
+    parts.channels["hv1"].ports = [port_stats(3, rx=10, tx=10)]
+    parts.accountant.read(["hv1", "hv2"], whole_round=True)
+    first = parts.accountant.accounts()
+    parts.channels["hv1"].ports = [port_stats(3, rx=110, tx=110, age=11)]
+    slow, inside = threading.Event(), threading.Event()
+    parts.hypervisors["hv2"].domain_stats = lambda: (inside.set(), slow.wait(5), [])[-1]
+    reading = threading.Thread(target=parts.accountant.read, args=(["hv1", "hv2"], True))
+    reading.start()
+    try:
+        assert inside.wait(5)
+        bridges_read_by = time.time()
+        meanwhile = parts.accountant.accounts()
+        assert meanwhile.at == first.at and meanwhile.ports[A1].total() == first.ports[A1].total()
+    finally:
+        slow.set()
+        reading.join(5)
+    second = parts.accountant.accounts()
+    assert first.at < second.at <= bridges_read_by
+    assert second.ports[A1].total()["received_packets"] == 110
+
+
 def test_settle_reads_the_hosts_where_the_vm_counts_now(parts):
     parts.channels["hv1"].ports = [port_stats(3, rx=10, tx=20)]
-    parts.accountant.read_switch("hv1")
+    parts.accountant.read(["hv1"])
     parts.accountant.settle([A1], "a1")
     assert parts.accountant._asked == {"hv1"}
 

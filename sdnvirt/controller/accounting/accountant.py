@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from sdnvirt.compute.hypervisor import Hypervisor, HypervisorError
 from sdnvirt.controller.accounting.ledger import Account, Ledger
@@ -32,6 +33,17 @@ READ_TIMEOUT = 2.0
 PORT, VM = "port", "vm"  # the two ledgers, and the prefixes of their accounts' names in the database
 
 
+@dataclass(frozen=True)
+class Accounts:
+    """The port accounts, the VM accounts and the memory figures (vm -> host -> bytes), as of one
+    reading: `at`, when the last round over every host read the bridges (None before the first)."""
+
+    ports: dict[str, Account]
+    vms: dict[str, Account]
+    memory: dict[str, dict[str, int]]
+    at: float | None
+
+
 class Accountant:
     def __init__(self, fabric: Fabric, view: Callable[[], FabricView], hypervisors: dict[str, Hypervisor],
                  pipeline: Pipeline, saved: dict[str, dict], save: Callable[[str, dict], None],
@@ -46,7 +58,7 @@ class Accountant:
                                       for name, data in saved.items() if name.startswith(f"{kind} ")})
                         for kind in (PORT, VM)}
         self.memory: dict[str, dict[str, int]] = {}  # vm -> host -> bytes, as last read
-        self.read_at: float | None = None  # epoch seconds when the last round over every host ended
+        self.read_at: float | None = None  # epoch seconds when the last round over every host read the bridges
         self._lock = threading.Lock()  # the ledgers: this thread writes, readers copy
         self._asked: set[str] = set()
         self._wake = threading.Event()
@@ -74,12 +86,13 @@ class Accountant:
             self._asked.update(hosts)
         self._wake.set()
 
-    def accounts(self) -> tuple[dict[str, Account], dict[str, Account], dict[str, dict[str, int]]]:
-        """Copies of the port accounts, the VM accounts and the memory figures, for reports."""
+    def accounts(self) -> Accounts:
+        """Copies of the accounts, for reports, with the time of the reading they hold."""
         with self._lock:
             copy = {kind: {name: Account.from_json(account.to_json()) for name, account in ledger.accounts.items()}
                     for kind, ledger in self.ledgers.items()}
-            return copy[PORT], copy[VM], {vm: dict(hosts) for vm, hosts in self.memory.items()}
+            return Accounts(copy[PORT], copy[VM], {vm: dict(hosts) for vm, hosts in self.memory.items()},
+                            self.read_at)
 
     def _run(self) -> None:
         next_round, next_checkpoint = time.monotonic(), time.monotonic() + CHECKPOINT
@@ -92,59 +105,81 @@ class Accountant:
             if is_round:
                 hosts = set(self._fabric.syncs) | set(self._hypervisors)
                 next_round = time.monotonic() + self.interval
-            for read in (self.read_switch, self.read_domains):  # the switches first: a tap is gone soonest
-                for host in sorted(hosts):
-                    if self._stopped.is_set():
-                        return
-                    try:
-                        read(host)
-                    except Exception:  # a reading gone wrong must not end the accounting of every host
-                        LOG.exception("host %s: counters not read", host)
-            if is_round:
-                self.read_at = time.time()
+            self.read(hosts, is_round)
             if time.monotonic() >= next_checkpoint:
                 next_checkpoint = time.monotonic() + CHECKPOINT
                 with self._lock:
                     self._checkpoint()
 
-    def read_switch(self, host: str) -> None:
-        """Read a host's bridge counters into the port ledger; a bridge that does not answer keeps its figures."""
+    def read(self, hosts: Iterable[str], whole_round: bool = False) -> None:
+        """Read the hosts' bridge counters, then their domain statistics (the switches first: a tap
+        is gone soonest), and take them into the ledgers all at once. A round over every host
+        sets `read_at` with them, to when the bridges were read: what a rate is divided by must
+        be the time between the readings it compares, whatever the domains took."""
+        observations: list[Callable[[], None]] = []
+        switches_read_at = None
+        for read in (self._switch_reading, self._domain_reading):
+            for host in sorted(hosts):
+                if self._stopped.is_set():
+                    return
+                try:
+                    observation = read(host)
+                except Exception:  # a reading gone wrong must not end the accounting of every host
+                    LOG.exception("host %s: counters not read", host)
+                    continue
+                if observation is not None:
+                    observations.append(observation)
+            switches_read_at = switches_read_at or time.time()
+        with self._lock:
+            for observe in observations:
+                observe()
+            if whole_round:
+                self.read_at = switches_read_at
+
+    def _switch_reading(self, host: str) -> Callable[[], None] | None:
+        """Read a host's bridge counters; what takes them into the port ledger. A bridge that does not
+        answer keeps its figures (None)."""
         sync = self._fabric.syncs.get(host)
         channel = sync.channel if sync is not None else None
         if channel is None or host not in self._view().ports:  # before its OVSDB told which port is whose
-            return
+            return None
         try:
             ports = channel.port_stats(READ_TIMEOUT)
             flows = channel.flow_stats(READ_TIMEOUT, table=self._security.id)
         except SwitchError as error:
             LOG.debug("host %s: counters not read: %s", host, error)
-            return
+            return None
         bindings = self._view().ports[host].bindings
         port_of_cookie = {owner_cookie(("port", b.port_id)): b.port_id for b in bindings}
-        ledger = self.ledgers[PORT]
-        with self._lock:
+
+        def observe() -> None:
+            ledger = self.ledgers[PORT]
             changed = (ledger.observe(host, "port", port_readings(ports, bindings))
                        | ledger.observe(host, "port_security",
                                         drop_readings(flows, self._security.priority("violation"), port_of_cookie)))
             self._write_accounts(PORT, changed)
+        return observe
 
-    def read_domains(self, host: str) -> None:
-        """Read a host's domain statistics into the VM ledger; a libvirtd away keeps its figures."""
+    def _domain_reading(self, host: str) -> Callable[[], None] | None:
+        """Read a host's domain statistics; what takes them into the VM ledger. A libvirtd away keeps
+        its figures (None)."""
         hypervisor = self._hypervisors.get(host)
         if hypervisor is None or not hypervisor.connected:
-            return
+            return None
         try:
             readings, memory = domain_readings(hypervisor.domain_stats())
         except HypervisorError as error:
             LOG.debug("host %s: domain statistics not read: %s", host, error)
-            return
-        with self._lock:
+            return None
+
+        def observe() -> None:
             changed = self.ledgers[VM].observe(host, "domain", readings)
             for sizes in self.memory.values():
                 sizes.pop(host, None)
             for vm, size in memory.items():
                 self.memory.setdefault(vm, {})[host] = size
             self._write_accounts(VM, changed)
+        return observe
 
     def _write_accounts(self, kind: str, names: set[str]) -> None:
         for name in names:
