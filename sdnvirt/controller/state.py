@@ -10,8 +10,9 @@ implement later.
 
 A change is derived from the view before it: only the indexes of the ports and
 networks it touches are recomputed, and it says which owners' flows may differ
-and on which bridges. A switch-over in a fabric of 100,000 ports costs what one
-port costs, not what the fabric costs (bench/scale.py measures it).
+and on which bridges. A switch-over costs what its ports and their networks
+cost, and a copy of the indexes it changes, not a pass over the fabric
+(bench/scale.py measures it).
 """
 
 from __future__ import annotations
@@ -214,6 +215,8 @@ class _Derivation:
         self.tunnels_changed: set[str] = set()  # hosts whose tunnels differ
 
     def made(self, remembered: Mapping[str, str]) -> ViewChange:
+        """The new view and what differs: bindings, then where ports are active, then the
+        networks' hosts; the owners whose flows may differ, and the hosts they are on."""
         old = self.old
         bound = _updated(old.bound, self.bound)
         placements = _updated(old.placements, {p: bound.get(p) if p in self.logical_ports else None
