@@ -31,9 +31,10 @@ import time
 from ruamel.yaml import YAML
 
 from sdnvirt.controller.fabric.compiler import compile_host, compile_owner
-from sdnvirt.controller.fabric.pipeline import load_pipeline
-from sdnvirt.controller.fabric.sync import diff_flows
-from sdnvirt.controller.state import MemoryStore
+from sdnvirt.controller.fabric.flow import Flow
+from sdnvirt.controller.fabric.pipeline import Pipeline, load_pipeline
+from sdnvirt.controller.fabric.sync import owners_diff, take_in, whole_diff
+from sdnvirt.controller.state import FabricView, MemoryStore, OwnerKey, ViewChange
 from sdnvirt.model.loader import load_topology_text
 from sdnvirt.model.topology import Topology
 from sdnvirt.vswitch.ports import Binding, HostPorts, TunnelPort
@@ -104,9 +105,10 @@ def point(hosts: int, guests_per_host: int) -> dict:
         store.set_host_ports(ports)
     began = time.perf_counter()
     view = store.view()
-    installed = {h: compile_host(view, h, pipeline) for h in topology.hosts}
+    compiled = {h: compile_host(view, h, pipeline) for h in topology.hosts}
     compile_s = time.perf_counter() - began
-    flows = sum(len(f) for owners in installed.values() for f in owners.values())
+    flows = sum(len(f) for owners in compiled.values() for f in owners.values())
+    bridges = {h: Bridge(desired) for h, desired in compiled.items()}
 
     # one VM moves: bound on a second host (the prepared destination), then activated there
     guest = topology.guests["g0"]
@@ -115,10 +117,9 @@ def point(hosts: int, guests_per_host: int) -> dict:
     ports = view.ports[destination]
     prepared = HostPorts(destination, (*ports.bindings, Binding(port, destination, "tap-moving", 9999,
                                                                 str(guest.nics[0].mac), "g0")), ports.tunnels)
-    installed, _ = _recompile_changed(store.set_host_ports(prepared), installed, pipeline)
+    _recompile_changed(store.set_host_ports(prepared), bridges, pipeline)
     began = time.perf_counter()
-    change = store.activate([port], destination)
-    installed, move_mods = _recompile_changed(change, installed, pipeline)
+    move_mods = _recompile_changed(store.activate([port], destination), bridges, pipeline)
     move_ms = (time.perf_counter() - began) * 1000
 
     # one VM added (a new desired topology, then its port bound where it starts), then removed
@@ -128,13 +129,13 @@ def point(hosts: int, guests_per_host: int) -> dict:
     with_added = HostPorts(added.host, (*home.bindings, Binding(added.nics[0].port_id, added.host, "tap-added", 9998,
                                                                  str(added.nics[0].mac), added.name)), home.tunnels)
     began = time.perf_counter()
-    installed, add_mods = _recompile_changed(store.set_topology(bigger), installed, pipeline)
-    installed, mods = _recompile_changed(store.set_host_ports(with_added), installed, pipeline)
-    add_ms, add_mods = (time.perf_counter() - began) * 1000, add_mods + mods
+    add_mods = (_recompile_changed(store.set_topology(bigger), bridges, pipeline)
+                + _recompile_changed(store.set_host_ports(with_added), bridges, pipeline))
+    add_ms = (time.perf_counter() - began) * 1000
     began = time.perf_counter()
-    installed, remove_mods = _recompile_changed(store.set_host_ports(home), installed, pipeline)
-    installed, mods = _recompile_changed(store.set_topology(topology), installed, pipeline)
-    remove_ms, remove_mods = (time.perf_counter() - began) * 1000, remove_mods + mods
+    remove_mods = (_recompile_changed(store.set_host_ports(home), bridges, pipeline)
+                   + _recompile_changed(store.set_topology(topology), bridges, pipeline))
+    remove_ms = (time.perf_counter() - began) * 1000
 
     return {"hosts": hosts, "guests": len(topology.guests), "flows": flows,
             "load_s": round(load_s, 3), "compile_s": round(compile_s, 3),
@@ -144,26 +145,32 @@ def point(hosts: int, guests_per_host: int) -> dict:
             "add_flow_mods": add_mods, "remove_ms": round(remove_ms, 2), "remove_flow_mods": remove_mods}
 
 
-def _recompile_changed(change, installed: dict, pipeline) -> tuple[dict, int]:
-    """What the fabric does with a change: on every bridge it reaches, the changed owners (all of
-    them when the change does not say) compiled again and compared with what the bridge holds."""
-    view, mods, result = change.view, 0, {}
-    for host in view.topology.hosts:
-        held = installed.get(host, {})
-        if not change.reaches(host):
-            result[host] = held
-            continue
-        if change.owners is None:
-            new = compile_host(view, host, pipeline)
-            old_flows = [f for flows in held.values() for f in flows]
+class Bridge:
+    """One bridge's bookkeeping as the fabric's reconciler keeps it (what each owner wants, what the
+    switch holds, both updated in place), without the switch."""
+
+    def __init__(self, desired: dict[OwnerKey, frozenset[Flow]]):
+        self.desired = desired
+        self.installed = {f.key: f for flows in desired.values() for f in flows}
+
+    def follow(self, view: FabricView, host: str, pipeline: Pipeline, owners: frozenset[OwnerKey] | None) -> int:
+        """The changed owners (all of them when the change does not say) compiled again and compared
+        with what the bridge holds; the flow-mods that would be sent."""
+        if owners is None:
+            self.desired = compile_host(view, host, pipeline)
+            diff = whole_diff(self.installed, self.desired)
         else:
-            new = {**held, **{o: compile_owner(view, host, pipeline, o) for o in change.owners}}
-            old_flows = [f for o in change.owners for f in held.get(o, ())]
-        wanted = [f for o in (new if change.owners is None else change.owners) for f in new.get(o, ())]
-        by_key = {f.key: f for flows in held.values() for f in flows}
-        mods += len(diff_flows(by_key, old_flows, wanted))
-        result[host] = new
-    return result, mods
+            changed = {owner: compile_owner(view, host, pipeline, owner) for owner in owners}
+            diff = owners_diff(self.installed, self.desired, changed)
+            self.desired = {**self.desired, **changed}
+        take_in(self.installed, diff)
+        return len(diff)
+
+
+def _recompile_changed(change: ViewChange, bridges: dict[str, Bridge], pipeline: Pipeline) -> int:
+    """What the fabric does with a change: every bridge it reaches follows it."""
+    return sum(bridge.follow(change.view, host, pipeline, change.owners)
+               for host, bridge in bridges.items() if change.reaches(host))
 
 
 def measured(hosts: int, guests_per_host: int) -> dict:

@@ -60,6 +60,27 @@ def diff_flows(installed: dict[tuple, Flow], old: list[Flow], new: list[Flow]) -
     return FlowDiff(deletes, adds)
 
 
+def owners_diff(installed: dict[tuple, Flow], desired: dict[OwnerKey, frozenset[Flow]],
+                changed: dict[OwnerKey, frozenset[Flow]]) -> FlowDiff:
+    """What makes a switch that holds `installed` (the owners' `desired` flows and maybe more)
+    hold the changed owners' new flows, the other owners' left as they are."""
+    old = [f for owner in changed for f in desired.get(owner, frozenset())]
+    return diff_flows(installed, old, [f for flows in changed.values() for f in flows])
+
+
+def whole_diff(installed: dict[tuple, Flow], desired: dict[OwnerKey, frozenset[Flow]]) -> FlowDiff:
+    """What makes a switch hold exactly the desired flows: everything it holds that nobody
+    wants goes, foreign flows too."""
+    return diff_flows(installed, list(installed.values()), [f for flows in desired.values() for f in flows])
+
+
+def take_in(installed: dict[tuple, Flow], diff: FlowDiff) -> None:
+    """What a switch holds once it applied the diff (in place)."""
+    for rule in diff.deletes:
+        installed.pop(rule.key, None)
+    installed.update({rule.key: rule for rule in diff.adds})
+
+
 @dataclass
 class SyncStats:
     syncs: int = 0
@@ -182,8 +203,7 @@ class SwitchSync:
                 generation = self._generation
             if channel is None or installed is None or desired is None:
                 return None
-            old = [f for owner in changed for f in desired.get(owner, frozenset())]
-            diff = diff_flows(installed, old, [f for flows in changed.values() for f in flows])
+            diff = owners_diff(installed, desired, changed)
             if not diff:
                 return None
             bundle = channel.stage_flows(list(diff.deletes), list(diff.adds))
@@ -296,12 +316,10 @@ class SwitchSync:
             installed = {f.key: f for f in channel.dump_flows()}
         if owners is None or desired is None:
             desired = self._compile(None)
-            # Everything the switch holds that nobody wants goes, foreign flows too.
-            diff = diff_flows(installed, list(installed.values()), [f for flows in desired.values() for f in flows])
+            diff = whole_diff(installed, desired)
         else:
             changed = self._compile(frozenset(owners))
-            old = [f for owner in changed for f in desired.get(owner, frozenset())]
-            diff = diff_flows(installed, old, [f for flows in changed.values() for f in flows])
+            diff = owners_diff(installed, desired, changed)
             desired = {**desired, **changed}
         commit = channel.send_flows(list(diff.deletes), list(diff.adds)) if diff else None
         return _Round(channel, installed, desired, diff, began, commit)
@@ -310,10 +328,8 @@ class SwitchSync:
         """Wait for the switch to apply the round, and take note of what it holds now."""
         if round_.commit is not None:
             round_.commit.wait()
-        diff = round_.diff
-        deleted = {f.key for f in diff.deletes}
-        installed = {key: f for key, f in round_.installed.items() if key not in deleted}
-        installed.update({rule.key: rule for rule in diff.adds})
+        diff, installed = round_.diff, round_.installed
+        take_in(installed, diff)  # in place, not copied: only the round's holder reads it
         elapsed = (time.monotonic() - round_.began) * 1000
         with self._cond:
             if self._channel is not round_.channel:
