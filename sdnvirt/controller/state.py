@@ -229,7 +229,7 @@ class _Derivation:
             elif self.activated.get(port) in where:
                 active_changes[port] = self.activated[port]
             else:
-                active_changes[port] = _active_host(old.active.get(port, remembered.get(port)), where)
+                active_changes[port] = _active_host(_previous(port, where, old.active, remembered), where)
         active = _updated(old.active, active_changes)
         moved = {p: h for p, h in active_changes.items() if h is not None and old.active.get(p) != h}
 
@@ -261,6 +261,14 @@ class _Derivation:
             owners |= new.owners_on(host)
             reached.add(host)
         return ViewChange(new, frozenset(owners), frozenset(moved.values()), frozenset(reached), moved)
+
+
+def _previous(port_id: str, where: Mapping[str, Binding], active: Mapping[str, str],
+              remembered: Mapping[str, str]) -> str | None:
+    """Where the port was active: where a restarted controller's predecessor left it, once it is
+    seen bound there (whichever host was read first), else where this store made it active."""
+    host = remembered.get(port_id)
+    return host if host in where else active.get(port_id)
 
 
 def _where(placements: Mapping[str, dict[str, Binding]], port_id: str) -> tuple:
@@ -324,7 +332,9 @@ def topology_change(view: FabricView, topology: Topology, remembered: Mapping[st
     if (topology.name, topology.segments, topology.hosts) != (old.name, old.segments, old.hosts):
         ports = {h: p for h, p in view.ports.items() if h in topology.hosts}
         placements = FabricView(topology, ports).placements
-        new = FabricView(topology, ports, resolve_active({**remembered, **view.active}, placements))
+        previous = {p: host for p, where in placements.items()
+                    if (host := _previous(p, where, view.active, remembered)) is not None}
+        new = FabricView(topology, ports, resolve_active(previous, placements))
         moved = {p: h for p, h in new.active.items() if view.active.get(p) != h}
         return ViewChange(new, None, moved=moved)
     networks = {n for n in set(old.networks) | set(topology.networks)
@@ -366,7 +376,9 @@ class MemoryStore:
 
     `remembered` is where ports were active before this store began (a restarted
     controller reads it from the database): a port that turns out bound there is
-    active there, which matters while it is bound on two hosts.
+    active there, which matters while it is bound on two hosts (a migration under
+    way), whichever host's ports are read first. It holds until that host's first
+    reading, or until the port is made active somewhere.
     """
 
     def __init__(self, topology: Topology, remembered: dict[str, str] | None = None):
@@ -382,7 +394,11 @@ class MemoryStore:
         with self._lock:
             if self._view.ports.get(ports.host) == ports:
                 return ViewChange(self._view, frozenset())
-            return self._made(host_ports_change(self._view, ports, self._remembered))
+            first_reading = ports.host not in self._view.ports
+            change = self._made(host_ports_change(self._view, ports, self._remembered))
+            if first_reading and self._remembered:
+                self._remembered = {p: h for p, h in self._remembered.items() if h != ports.host}
+            return change
 
     def set_topology(self, topology: Topology) -> ViewChange:
         """A new desired topology (a change applied); ports of hosts gone from it are forgotten."""
@@ -391,6 +407,8 @@ class MemoryStore:
 
     def activate(self, port_ids: list[str], host: str) -> ViewChange:
         with self._lock:
+            for port_id in port_ids:
+                self._remembered.pop(port_id, None)
             return self._made(activation(self._view, port_ids, host))
 
     def _made(self, change: ViewChange) -> ViewChange:

@@ -1,5 +1,7 @@
 """A port bound on two hosts while it migrates: where it is active, and what each bridge does."""
 
+import pytest
+
 from sdnvirt.controller.fabric.flow import METADATA_MASK, NETWORK_MASK, Output, SetField, ToController
 from sdnvirt.controller.state import FabricView, MemoryStore, resolve_active
 from sdnvirt.vswitch.ports import Binding, HostPorts, TunnelPort
@@ -93,6 +95,38 @@ def test_a_controller_that_starts_mid_migration_keeps_the_port_where_it_was_read
     placements = {port_id("a1"): {"hv1": source, "hv3": destination(ready_at=200.0)}}
     assert resolve_active({}, placements) == {port_id("a1"): "hv1"}
     assert resolve_active({port_id("a1"): "hv3"}, placements) == {port_id("a1"): "hv3"}
+
+
+@pytest.mark.parametrize("first", ["hv1", "hv3"])
+def test_a_restarted_controller_keeps_a_migrating_port_where_its_predecessor_left_it(first):
+    """Restarted mid-migration (a1 active on hv1, prepared on hv3, both ready), whichever host's
+    OVSDB answers first: a1 stays active on hv1, and nothing remembered outlives that."""
+    store = MemoryStore(TOPOLOGY, remembered={port_id("a1"): "hv1"})
+    hosts = view(extra=(destination(ready_at=50.0),)).ports  # the destination was ready first
+    for host in sorted(hosts, key=lambda h: h != first):
+        store.set_host_ports(hosts[host])
+    assert store.view().active[port_id("a1")] == "hv1"
+    store.activate([port_id("a1")], "hv3")  # the switch-over, once the migration goes on
+    store.set_host_ports(view().ports["hv1"])  # the source unplugs, and plugs a1 again later
+    store.set_host_ports(hosts["hv1"])
+    assert store.view().active[port_id("a1")] == "hv3"
+
+
+def test_what_a_restarted_controller_remembers_holds_until_that_hosts_first_reading():
+    store = MemoryStore(TOPOLOGY, remembered={port_id("a1"): "hv1"})
+    store.set_host_ports(HostPorts("hv1"))  # hv1 read: a1 is not there (it moved while no controller ran)
+    store.set_host_ports(view(extra=(destination(),)).ports["hv3"])
+    store.set_host_ports(view(extra=(destination(),)).ports["hv1"])  # a1 plugged on hv1 again, later
+    assert store.view().active[port_id("a1")] == "hv3"
+
+
+def test_a_switch_over_made_before_the_remembered_host_is_read_is_not_undone_by_its_reading():
+    store = MemoryStore(TOPOLOGY, remembered={port_id("a1"): "hv1"})
+    hosts = view(extra=(destination(),)).ports
+    store.set_host_ports(hosts["hv3"])
+    store.activate([port_id("a1")], "hv3")
+    store.set_host_ports(hosts["hv1"])  # the source, read late, still plugged
+    assert store.view().active[port_id("a1")] == "hv3"
 
 
 def test_unrelated_ports_are_not_recompiled_by_a_switch_over():
