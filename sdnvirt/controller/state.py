@@ -142,14 +142,17 @@ def _tunnels(ports: HostPorts) -> dict[str, int]:
 class ViewChange:
     """What a change of desired state touches: the owners whose flows may differ now
     (None: every owner), the hosts whose bridges they may differ on (None: every host),
-    the hosts where ports became active (programmed first), and the ports newly active
-    where (to be remembered)."""
+    and the ports newly active where (to be remembered)."""
 
     view: FabricView
     owners: frozenset[OwnerKey] | None
-    activated: frozenset[str] = frozenset()
     hosts: frozenset[str] | None = None
     moved: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def activated(self) -> frozenset[str]:
+        """The hosts where ports became active: their bridges are programmed first."""
+        return frozenset(self.moved.values())
 
     def __bool__(self) -> bool:
         return self.owners is None or bool(self.owners)
@@ -260,7 +263,7 @@ class _Derivation:
         for host in self.tunnels_changed:  # a tunnel's ofport is in that host's flows only
             owners |= new.owners_on(host)
             reached.add(host)
-        return ViewChange(new, frozenset(owners), frozenset(moved.values()), frozenset(reached), moved)
+        return ViewChange(new, frozenset(owners), frozenset(reached), moved)
 
 
 def _previous(port_id: str, where: Mapping[str, Binding], active: Mapping[str, str],

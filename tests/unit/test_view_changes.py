@@ -87,7 +87,7 @@ def check(before: FabricView, change: ViewChange) -> None:
     assert dict(change.moved) == {p: h for p, h in after.active.items() if before.active.get(p) != h}
     if change.owners is None:
         return
-    old, new = flows(before), flows(from_scratch(after))
+    old, new = flows(before), flows(fresh)
     for host in after.topology.hosts:
         differ = {o for o in set(old.get(host, {})) | set(new[host])
                   if old.get(host, {}).get(o, frozenset()) != new[host].get(o, frozenset())}
