@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from sdnvirt.compute.hypervisor import Hypervisor, HypervisorError
@@ -111,30 +111,38 @@ class Accountant:
                 with self._lock:
                     self._checkpoint()
 
-    def read(self, hosts: Iterable[str], whole_round: bool = False) -> None:
+    def read(self, hosts: Collection[str], whole_round: bool = False) -> None:
         """Read the hosts' bridge counters, then their domain statistics (the switches first: a tap
         is gone soonest), and take them into the ledgers all at once. A round over every host
         sets `read_at` with them, to when the bridges were read: what a rate is divided by must
         be the time between the readings it compares, whatever the domains took."""
-        observations: list[Callable[[], None]] = []
-        switches_read_at = None
-        for read in (self._switch_reading, self._domain_reading):
-            for host in sorted(hosts):
-                if self._stopped.is_set():
-                    return
-                try:
-                    observation = read(host)
-                except Exception:  # a reading gone wrong must not end the accounting of every host
-                    LOG.exception("host %s: counters not read", host)
-                    continue
-                if observation is not None:
-                    observations.append(observation)
-            switches_read_at = switches_read_at or time.time()
+        switches = self._readings(self._switch_reading, hosts)
+        switches_read_at = time.time()
+        domains = self._readings(self._domain_reading, hosts) if switches is not None else None
+        if domains is None:
+            return  # the accountant stopped part way
         with self._lock:
-            for observe in observations:
+            for observe in switches + domains:
                 observe()
             if whole_round:
                 self.read_at = switches_read_at
+
+    def _readings(self, read: Callable[[str], Callable[[], None] | None],
+                  hosts: Collection[str]) -> list[Callable[[], None]] | None:
+        """One kind of reading of every host (None: the accountant stopped part way); a reading
+        gone wrong must not end the accounting of every host."""
+        observations = []
+        for host in sorted(hosts):
+            if self._stopped.is_set():
+                return None
+            try:
+                observation = read(host)
+            except Exception:
+                LOG.exception("host %s: counters not read", host)
+                continue
+            if observation is not None:
+                observations.append(observation)
+        return observations
 
     def _switch_reading(self, host: str) -> Callable[[], None] | None:
         """Read a host's bridge counters; what takes them into the port ledger. A bridge that does not
