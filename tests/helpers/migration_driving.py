@@ -56,12 +56,14 @@ class Script(Mover):
         self.settled: State | None = None
         self.blocker: threading.Event | None = None  # the move waits on it (a hung hypervisor)
         self.honours_cancel = True
+        self.refusal: Exception | None = None  # what check_move raises (a host's libvirtd down)
 
     def where(self, name: str, migration_kind: str) -> str:
         return self.location
 
     def check_move(self, migration: Migration) -> None:
-        pass
+        if self.refusal is not None:
+            raise self.refusal
 
     def move(self, migration: Migration, steps: MoveSteps) -> None:
         for number, step in enumerate(self.STEPS):

@@ -13,7 +13,7 @@ from sdnvirt.controller.migration.move import MoveCancelled
 from sdnvirt.controller.migration.record import Migration
 from sdnvirt.controller.migration.states import DEADLINES, FINAL, TRANSITIONS, State
 from sdnvirt.controller.migration.watchdog import Watchdog
-from sdnvirt.errors import Conflict, Failed, NotFound
+from sdnvirt.errors import Conflict, Failed, NotFound, Unavailable
 
 from helpers.fabric_views import TOPOLOGY
 from helpers.migration_driving import WAIT, Clock, FakeCaptures, FakeSwitchOver, Script, driver, ended, reached
@@ -112,6 +112,18 @@ def test_start_refuses_what_cannot_move():
         migrations.start("a1", "hv9")
     with pytest.raises(Conflict, match="on hv1 already"):
         migrations.start("a1", "hv1")
+
+
+def test_a_refused_start_takes_no_number():
+    mover = Script()
+    migrations, reports = driver(mover)
+    first = ended(migrations, migrations.start("a1", "hv2"))
+    mover.refusal = Unavailable("host hv1's libvirtd is not connected", "to")
+    with pytest.raises(Unavailable):
+        migrations.start("a1", "hv1")
+    mover.refusal = None
+    assert [m.id for m in migrations.list()] == [first.id]  # nothing was recorded
+    assert migrations.start("a1", "hv1").id == first.id + 1  # the numbers a user sees have no gap
 
 
 def test_cancel_while_preparing_cancels_and_asking_again_answers_the_same():

@@ -14,7 +14,6 @@ database's ordered writer and the event stream), with a timeline entry.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -59,7 +58,7 @@ class Migrations:
             self._all[migration.id] = migration
         for migration in sorted(self._all.values(), key=lambda m: m.id):
             self._latest[migration.vm] = migration
-        self._ids = itertools.count(max(self._all, default=0) + 1)
+        self._next_id = max(self._all, default=0) + 1  # taken by a start only once it is checked
         self._steps: dict[int, _Steps] = {}  # the migrations a thread drives now
         self._listeners: dict[int, list[Callable[[], None]]] = {}  # called at a migration's next transition
 
@@ -130,8 +129,9 @@ class Migrations:
             source = mover.where(vm, kind)
             if source == destination:
                 raise Conflict(f"vm {vm} is on {destination} already", "to")
-            migration = Migration(next(self._ids), vm, source, destination, kind, capture, entered_at=self._clock())
-            mover.check_move(migration)
+            migration = Migration(self._next_id, vm, source, destination, kind, capture, entered_at=self._clock())
+            mover.check_move(migration)  # a refused start leaves no gap in the numbers
+            self._next_id += 1
             self._all[migration.id] = self._latest[vm] = migration
             self._note(migration, None)
             steps = self._steps[migration.id] = _Steps(self, migration)
