@@ -67,6 +67,14 @@ def test_problem_reads_file_line_column_path_message():
         ("name: t\nhosts: [hv1\n", 3, 1, "expected ',' or ']'"),
         ("name: t\nname: u\n", 2, 1, 'found duplicate key "name"'),
         ("name: t\n\tsegments: {}\n", 2, 1, "found character '\\t'"),
+        ("name: t\nvms: {web1: {memory: !!int lots}}\n", 2, 22, "tag:yaml.org,2002:int 'lots' cannot be read"),
+        ("name: t\nvms:\n  ? {web1: 1}\n  : {}\n", 3, 5, "found unhashable key"),
+        ("name: t\nvms: {web1: !python/object:os.system x}\n", 2, 13, "could not determine a constructor"),
+        # what YAML does not print, and line separators, which parsers and editors count apart
+        ("name: t\nhosts: {hv1: {segment: ra\x00ck1}}\n", 2, 26, "unacceptable character U+0000"),
+        ("name: t\nhosts: {hv1: {segment: \ud800}}\n", 2, 24, "unacceptable character U+D800"),
+        ("name: t\n# a comment\x85hosts: {}\n", 2, 12, "unacceptable character U+0085"),
+        ("name: t\r\nsegments: {}\r\nhosts: {hv1: {segment: \u2028}}\r\n", 3, 24, "unacceptable character U+2028"),
     ],
 )
 def test_yaml_errors_are_placed(text, line, column, message):
@@ -90,6 +98,8 @@ def test_yaml_errors_are_placed(text, line, column, message):
         ("name: t\ncolour: red\n",
          2, 1, "colour", "unknown field 'colour'"),
         ("name: t\nsegments: [rack1]\n",
+         2, 1, "segments", "expected a mapping"),
+        ("name: t\nsegments:\nhosts: {}\n",  # left empty: placed at its key, not at the next line
          2, 1, "segments", "expected a mapping"),
         ("name: t\nsegments:\n  Rack1: {subnet: 100.64.1.0/24}\n",
          3, 3, "segments.Rack1", "expected a name matching"),
@@ -212,3 +222,14 @@ def test_json_schema_describes_the_file():
     assert vm["kind"]["enum"] == ["netns", "qemu"]
     assert vm["memory"]["minimum"] == 32
     assert vm["memory"]["description"]
+
+
+def test_yaml_1_2_that_libyaml_refuses_is_read_and_placed():
+    """libyaml, which parses first, is a YAML 1.1 parser: a MAC address unquoted in a flow mapping
+    is a syntax error to it, and valid YAML 1.2, which ruamel's own parser then reads."""
+    text = ("name: t\nsegments: {rack1: {subnet: 100.64.1.0/24}}\nhosts: {hv1: {segment: rack1}}\n"
+            "tenants: {blue: {networks: {web: {subnet: 10.0.0.0/24}}}}\n"
+            "vms:\n  web1: {host: hv1, nics: [{network: blue/web, mac: 02:00:00:00:00:07}]}\n")
+    assert load_topology_text(text, "t.yaml").guests["web1"].nics[0].mac == EUI("02:00:00:00:00:07")
+    [problem] = problems_in(text.replace("host: hv1", "host: hv9"))
+    assert (problem.line, problem.column, problem.path) == (6, 16, "vms.web1.host")
