@@ -150,7 +150,7 @@ class _Libyaml:
 
     def __init__(self, text: str):
         self._parser = CParser(text)
-        self._resolver = VersionedResolver(loadumper=self)
+        self._resolver = _Resolver(loadumper=self)
         self._composer = Composer(loader=self)
         self._constructor = _Constructor(loader=self)
 
@@ -159,6 +159,13 @@ class _Libyaml:
 
     def nodes(self) -> Node | None:
         return self._composer.get_single_node()
+
+
+class _Resolver(VersionedResolver):
+    """YAML 1.2's, said once: ruamel's asks the scanner for the document's version at every
+    scalar (there is none with libyaml: an AttributeError each time, a tenth of the parse)."""
+
+    processing_version = (1, 2)
 
 
 class _Ruamel:
