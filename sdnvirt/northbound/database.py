@@ -18,12 +18,11 @@ from ovsdbapp import api as ovsdbapp_api
 from ovsdbapp import exceptions as ovsdbapp_exceptions
 from ovsdbapp.backend import ovs_idl
 from ovsdbapp.backend.ovs_idl import idlutils
-from ovsdbapp.backend.ovs_idl.event import RowEvent
 
 from sdnvirt.model.topology import Topology
 from sdnvirt.northbound.rows import KEYS, Row, row_key, topology_from_rows, topology_rows
 from sdnvirt.ovsdb.own_connection import OwnConnection
-from sdnvirt.ovsdb.watching import WatchedConnection
+from sdnvirt.ovsdb.watching import TableEvent, WatchedConnection
 
 LOG = logging.getLogger(__name__)
 DATABASE = "SDNVirt_Northbound"
@@ -47,11 +46,11 @@ class _Api(OwnConnection, ovs_idl.Backend, ovsdbapp_api.API):
     schema = DATABASE
 
 
-class TableChanged(RowEvent):
+class TableChanged(TableEvent):
     """A row of `table` came, changed or went."""
 
     def __init__(self, table: str, northbound: Northbound):
-        super().__init__((self.ROW_CREATE, self.ROW_UPDATE, self.ROW_DELETE), table, None)
+        super().__init__(table)
         self._northbound = northbound
 
     def run(self, event, row, old):

@@ -6,7 +6,7 @@ hands the change to a RowEventHandler, as Neutron's OVN driver does; the handler
 runs the row events that match (their table, events and conditions), one after
 the other in the order the changes came, on a thread of its own, so the
 connection's thread never waits for what a change sets off. Each database
-states what it watches as RowEvent classes of its own.
+states what it watches as TableEvent classes of its own.
 """
 
 from __future__ import annotations
@@ -17,6 +17,18 @@ from collections.abc import Iterable
 from ovs.db import idl
 from ovsdbapp.backend.ovs_idl import connection
 from ovsdbapp.backend.ovs_idl.event import RowEvent, RowEventHandler
+
+
+class TableEvent(RowEvent):
+    """A row of one table came, changed or went: ovsdbapp's RowEvent, matched without its debug
+    line, whose arguments format every matching row whatever the log level (a third of a ten-host
+    controller's start went there)."""
+
+    def __init__(self, table: str):
+        super().__init__((self.ROW_CREATE, self.ROW_UPDATE, self.ROW_DELETE), table, None)
+
+    def matches(self, event, row, old=None) -> bool:
+        return event in self.events and row._table.name == self.table
 
 
 class WatchedIdl(connection.OvsdbIdl):

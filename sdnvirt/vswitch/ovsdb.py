@@ -16,24 +16,33 @@ import time
 from collections.abc import Callable
 
 from ovsdbapp.backend.ovs_idl import idlutils, transaction
-from ovsdbapp.backend.ovs_idl.event import RowEvent
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from sdnvirt.ovsdb.own_connection import OwnConnection
-from sdnvirt.ovsdb.watching import WatchedConnection
+from sdnvirt.ovsdb.watching import TableEvent, WatchedConnection
 from sdnvirt.vswitch.names import INTEGRATION_BRIDGE
 from sdnvirt.vswitch.ports import READY, READY_AT, HostPorts, host_ports
 
 LOG = logging.getLogger(__name__)
-WATCHED_TABLES = ("Open_vSwitch", "Bridge", "Port", "Interface", "Controller")
+# The columns the controller reads and writes, its commands' own included (ovsdbapp's transactions
+# count Open_vSwitch's next_cfg against cur_cfg, and check a new interface's ofport). With every
+# column watched, ovs-vswitchd's rewrite of each interface's statistics and status every few
+# seconds was sent, parsed and matched too, and a host's first read cost several times as much.
+WATCHED_COLUMNS = {
+    "Open_vSwitch": ("bridges", "next_cfg", "cur_cfg"),
+    "Bridge": ("name", "ports", "controller", "datapath_type", "fail_mode", "protocols", "other_config"),
+    "Port": ("name", "interfaces"),
+    "Interface": ("name", "type", "options", "external_ids", "ofport"),
+    "Controller": ("target", "max_backoff"),
+}
 PORT_TABLES = ("Bridge", "Port", "Interface")  # where a change may change the bridge's ports
 
 
-class PortsChanged(RowEvent):
+class PortsChanged(TableEvent):
     """A bridge, port or interface came, changed or went: the host's ports may differ now."""
 
     def __init__(self, table: str, host: HostOvsdb):
-        super().__init__((self.ROW_CREATE, self.ROW_UPDATE, self.ROW_DELETE), table, None)
+        super().__init__(table)
         self._host = host
 
     def run(self, event, row, old):
@@ -59,8 +68,8 @@ class HostOvsdb:
     def start(self) -> None:
         """Connect and read the database once; raises if the server does not answer in time."""
         helper = idlutils.get_schema_helper(self.remote, "Open_vSwitch")
-        for table in WATCHED_TABLES:
-            helper.register_table(table)
+        for table, columns in WATCHED_COLUMNS.items():
+            helper.register_columns(table, list(columns))
         self._connection = WatchedConnection(self.remote, helper, [PortsChanged(t, self) for t in PORT_TABLES],
                                              self._timeout)
         self._connection.start()
