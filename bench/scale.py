@@ -30,6 +30,7 @@ import time
 
 from ruamel.yaml import YAML
 
+from sdnvirt.controller.collector import tune_collector
 from sdnvirt.controller.fabric.compiler import compile_host, compile_owner
 from sdnvirt.controller.fabric.flow import Flow
 from sdnvirt.controller.fabric.pipeline import Pipeline, load_pipeline
@@ -92,7 +93,8 @@ def host_ports(topology: Topology) -> dict[str, HostPorts]:
 
 
 def point(hosts: int, guests_per_host: int) -> dict:
-    """One size, measured in this process."""
+    """One size, measured in this process, its garbage collected as the controller's is."""
+    tune_collector()
     pipeline = load_pipeline()
     base_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # the interpreter and its libraries
     text = topology_text(hosts, guests_per_host)

@@ -25,6 +25,7 @@ from ovs.stream import Stream
 
 from sdnvirt.controller.api.server import ApiServer, create_app
 from sdnvirt.controller.api.token import TokenError, read_token
+from sdnvirt.controller.collector import tune_collector
 from sdnvirt.controller.fabric.listener import OpenFlowListener, switch_tls
 from sdnvirt.controller.fabric.pipeline import load_pipeline
 from sdnvirt.controller.hosts import READY_TIMEOUT
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     # Replies from switches wake threads waiting on them; a waking thread may wait this
     # long for the interpreter lock, which a switch-over cannot afford (default 5 ms).
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+    tune_collector()
     if args.private_key:  # every OVSDB connection (ssl: remotes) shows and checks these
         Stream.ssl_set_private_key_file(str(args.private_key))
         Stream.ssl_set_certificate_file(str(args.certificate))
