@@ -142,8 +142,8 @@ class _Reader(Protocol):
 
 class _Libyaml:
     """libyaml's parser with ruamel's composer (which bounds nesting), YAML 1.2 resolver and
-    constructor: ruamel's YAML(typ="safe") with libyaml, but for the composer, which there is
-    libyaml's."""
+    constructor: what ruamel's YAML(typ="safe") makes of libyaml, but for the composer, which
+    there is libyaml's own."""
 
     allow_duplicate_keys = False
     max_depth = MAX_NESTING
