@@ -151,7 +151,7 @@ def burst(clients: ExitStack, remote: str, crash: Callable[[NorthboundStore], No
     assert given[-1] == last
     fresh = client(clients, remote, WAIT)
     assert rows_state(fresh.rows("Binding")) == last
-    assert fresh.active() == view.active and len(view.active) == CHANGES
+    assert fresh.active() == dict(view.active) and len(view.active) == CHANGES
     assert {r["id"]: r for r in fresh.migrations()} == reports
     wait_until(lambda: watcher.seen[-1] == last, timeout=WAIT)
     assert is_subsequence(watcher.seen, given), "the watcher saw a state the writer was never given, or out of order"

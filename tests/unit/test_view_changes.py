@@ -126,7 +126,10 @@ def test_every_change_says_what_it_touched_and_its_view_equals_one_built_from_sc
     store = MemoryStore(TOPOLOGIES[0])
     for _ in range(STEPS):
         before = store.view()
+        held = {index: dict(getattr(before, index)) for index in (*INDEXES, "active")}
         check(before, random_step(rng, store))
+        # indexes share entries with the view before: a change never alters that view's
+        assert held == {index: dict(getattr(before, index)) for index in held}
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -9,6 +9,7 @@ ever grows, which is what a Prometheus counter must do.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 from sdnvirt.controller.accounting.ledger import Account, Counts
 from sdnvirt.controller.accounting.readings import DOMAIN_COUNTERS, PORT_COUNTERS
@@ -17,7 +18,7 @@ from sdnvirt.model.topology import Topology
 VM_COUNTERS = PORT_COUNTERS + DOMAIN_COUNTERS
 
 
-def counters_report(topology: Topology, active: dict[str, str], ports: dict[str, Account], vms: dict[str, Account],
+def counters_report(topology: Topology, active: Mapping[str, str], ports: dict[str, Account], vms: dict[str, Account],
                     memory: dict[str, dict[str, int]]) -> dict:
     """`active`: where each port is active now; `memory`: each VM's memory per host, as last read."""
     port_entries, vm_entries = {}, {}
