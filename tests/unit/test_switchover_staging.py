@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from sdnvirt.controller.fabric.bridges import Fabric
+from sdnvirt.controller.migration import staging as staging_module
 from sdnvirt.controller.migration.staging import SwitchOverStaging
 from sdnvirt.controller.migration.switchover import SwitchOver
 from sdnvirt.controller.state import MemoryStore, activation
@@ -190,3 +191,36 @@ def test_a_staging_that_fails_costs_that_switch_over_its_head_start_only(staging
     stager.prepare("a1", "hv3")  # the thread lives on
     staged_count(fabric, 1)
     wait_until(lambda: stager.take("a1", "hv3") is fabric.staged[0], timeout=WAIT, interval=0.005)
+
+
+@pytest.fixture
+def quick_restaging(monkeypatch):
+    """Staged switch-overs staged again every 50 ms, not every few seconds."""
+    monkeypatch.setattr(staging_module, "RESTAGE_AFTER", 0.05)
+
+
+def test_a_staged_switch_over_is_staged_again_while_the_memory_is_copied(quick_restaging, staging):
+    """Open vSwitch drops a bundle left idle for 10 s, and a copy may take longer."""
+    stager, fabric = staging
+    fabric.release.set()
+    stager.prepare("a1", "hv3")
+    wait_until(lambda: len(fabric.staged) >= 3, timeout=WAIT, interval=0.005)
+    taken = stager.take("a1", "hv3")
+    assert taken is not None and taken is not fabric.staged[0]
+    # every other staging is dropped, one that was under way when the switch-over took its own too
+    wait_until(lambda: len(fabric.discarded) == len(fabric.staged) - 1, timeout=WAIT, interval=0.005)
+    assert all(d is not taken for d in fabric.discarded) and not stager._staged
+    staged = len(fabric.staged)
+    wait_until(lambda: not stager._asked, timeout=WAIT, interval=0.005)
+    assert len(fabric.staged) == staged  # nothing staged again once taken
+
+
+def test_a_switch_over_staged_again_and_again_commits_once_per_bridge(quick_restaging, fabrics):
+    switch_over = SwitchOver(fabrics.store, fabrics.fabric, lambda event: None, lambda vm, mark: None)
+    switch_over.prepare("a1", "hv3")
+    wait_until(lambda: min(fabrics.counts("staged").values()) >= 3, timeout=WAIT, interval=0.005)
+    switch_over.now("a1", "hv3", "test").result(timeout=WAIT)
+    assert fabrics.counts("commits") == dict.fromkeys(TOPOLOGY.hosts, 1) and fabrics.in_sync()
+    staged = fabrics.counts("staged")
+    wait_until(lambda: fabrics.counts("discarded") == {h: n - 1 for h, n in staged.items()}, timeout=WAIT,
+               interval=0.005)
