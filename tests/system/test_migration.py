@@ -10,6 +10,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from sdnvirt.client.api import ApiError
 from sdnvirt.controller.fabric.cookies import owner_cookie
+from sdnvirt.controller.fabric.sync import STAGED_FRESH
 from sdnvirt.lab.migration_probe import migrate
 
 from helpers.accounts import accounted, assert_counters_went_on
@@ -25,6 +26,8 @@ from helpers.migrations import (
 )
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
+LONG_COPY = 5  # MiB/s: the guest (about 80 MiB of its memory written) copies for about 16 s
+BUNDLE_IDLE = 10.0  # seconds Open vSwitch keeps a bundle no message touches
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +86,23 @@ def test_live_migration_across_segments_and_back_under_a_probe(lab):
         assert any(g.op == 1 and g.psrc == g.pdst == str(vm1.ip) and g.hwsrc == str(vm1.mac) for g in garps)
         assert ping(lab, "prober", str(vm1.ip)) == 3 and ping(lab, "watcher", str(vm1.ip)) == 3
         wait_until(lambda s=source, o=old_ofport: not old_port_traces(lab, s, "vm1", o), timeout=10)
+
+
+def test_a_copy_that_outlasts_a_staged_bundle_still_switches_over_with_one_commit_per_bridge(lab):
+    """Open vSwitch drops a bundle left idle for 10 s, and the controller commits none older than
+    STAGED_FRESH: a copy that lasts longer has its switch-over staged again while it runs."""
+    source, _ = where(lab, "vm1")
+    destination = across_the_router(lab, "vm1")
+    with slow_copy(lab, source, "vm1", LONG_COPY):
+        report = migrate(lab, "vm1", destination)
+    # longer than a bundle staged at the start could have lived, let alone been committed
+    assert report["result"] == "completed" and report["total_ms"] > BUNDLE_IDLE * 1000 > STAGED_FRESH * 1000, report
+    timeline = lab.api().migration_timeline(report["id"])["timeline"]
+    [started] = [e for e in timeline if (e["by"], e["event"], e["host"]) == ("controller", "switch-over", destination)]
+    sent = [e for e in timeline if (e["by"], e["event"]) == ("controller", "sent") and e["at"] >= started["at"]]
+    assert {source, destination} <= {e["host"] for e in sent}, timeline
+    assert all(e["detail"].endswith(", staged") for e in sent), sent
+    assert ping(lab, "prober", str(nic(lab, "vm1").ip)) == 3
 
 
 def start_libvirtd(lab, host: str) -> None:
