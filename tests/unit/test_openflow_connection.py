@@ -7,6 +7,7 @@ ever, for a switch the controller had refused.)"""
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 
@@ -92,5 +93,39 @@ def test_two_threads_writing_to_a_switch_never_interleave_their_messages():
     messages = [received[i:i + size] for i in range(0, len(received), size)]
     assert all(m == bytes([m[0]]) * size for m in messages)
     assert sorted(m[0] for m in messages) == [1] * count + [2] * count
+    ours.close()
+    theirs.close()
+
+
+def openflow_message(msg_type: int, xid: int, body: bytes) -> bytes:
+    return struct.pack(ofp.OFP_HEADER_PACK_STR, ofp.OFP_VERSION, msg_type, ofp.OFP_HEADER_SIZE + len(body), xid) + body
+
+
+def test_every_message_reaches_the_raw_taker_whole_however_the_connection_splits_it():
+    """The receive loop frames messages itself: many in one read, one over several reads,
+    each offered whole and in order; what the taker refuses goes on to os-ken's parser."""
+    ours, theirs = socket.socketpair()
+    theirs.settimeout(ENDED_WITHIN)
+    datapath = listener._Datapath(listener._UnixStream(ours), listener.SwitchPeer("test"))
+    taken, refused = [], []
+
+    def taker(msg_type: int, xid: int, message: bytearray) -> bool:
+        (taken if xid % 2 else refused).append((msg_type, xid, bytes(message)))
+        return bool(xid % 2)
+
+    datapath.raw_taker = taker
+    parsed = []
+    datapath._dispatch = lambda version, msg_type, length, xid, message: parsed.append(xid)
+    messages = [openflow_message(ofp.OFPT_MULTIPART_REPLY, xid, bytes([xid]) * (xid * 3000)) for xid in range(1, 21)]
+    stream = b"".join(messages)
+    receiving = threading.Thread(target=datapath._receive)
+    receiving.start()
+    for offset in range(0, len(stream), 4099):  # writes that cut headers and bodies alike
+        theirs.sendall(stream[offset:offset + 4099])
+    theirs.shutdown(socket.SHUT_WR)
+    receiving.join(ENDED_WITHIN)
+    assert not receiving.is_alive()
+    assert [m for _, _, m in taken] == messages[0::2]
+    assert [xid for _, xid, _ in refused] == parsed == list(range(2, 21, 2))
     ours.close()
     theirs.close()

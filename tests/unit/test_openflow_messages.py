@@ -12,6 +12,7 @@ from sdnvirt.controller.fabric.compiler import compile_host
 from sdnvirt.controller.fabric.flow import Move, flow
 
 from helpers.fabric_views import PIPELINE, TOPOLOGY, view
+from helpers.openflow_replies import flow_dump_part, flow_stats_entry
 
 
 class Datapath:
@@ -72,3 +73,40 @@ def test_bundle_adds_carry_the_flow_mods_under_the_outer_xid():
         offset += length
     assert [m.command for m in inner] == [ofp.OFPFC_DELETE_STRICT] * 2 + [ofp.OFPFC_ADD] * 3
     assert [openflow.read_flow(m) for m in inner[2:]] == adds
+
+
+def test_a_flow_dump_in_several_parts_reads_back_every_compiled_flow():
+    entries = [flow_stats_entry(rule, packets=n, age=n) for n, rule in enumerate(ALL_FLOWS)]
+    half = len(entries) // 2
+    parts = [flow_dump_part(entries[:half], more=True), flow_dump_part(entries[half:], more=False)]
+    assert [openflow.flow_dump_reply(ofp.OFPT_MULTIPART_REPLY, p) for p in parts] == [(True, True), (True, False)]
+    assert openflow.read_flow_dump(parts) == ALL_FLOWS
+
+
+def test_a_flow_read_again_with_other_counters_is_the_same_flow_not_parsed_again():
+    rule = ALL_FLOWS[-1]
+    first, = openflow.read_flow_dump([flow_dump_part([flow_stats_entry(rule, packets=1, age=1)], more=False)])
+    again, = openflow.read_flow_dump([flow_dump_part([flow_stats_entry(rule, packets=99, age=7)], more=False)])
+    assert first == rule and again is first
+
+
+@pytest.mark.parametrize("cut", [1, ofp.OFP_FLOW_STATS_SIZE - 1, 8])
+def test_a_flow_dump_that_does_not_add_up_is_refused_by_name(cut):
+    entry = flow_stats_entry(ALL_FLOWS[0])
+    part = flow_dump_part([entry], more=False)
+    with pytest.raises(ValueError, match="flow-stats entry"):
+        openflow.read_flow_dump([part[:-cut]])
+
+
+def test_an_entry_whose_length_lies_is_refused():
+    entry = bytearray(flow_stats_entry(ALL_FLOWS[0]))
+    struct.pack_into("!H", entry, 0, 8)
+    with pytest.raises(ValueError, match="flow-stats entry of 8 bytes"):
+        openflow.read_flow_dump([flow_dump_part([bytes(entry)], more=False)])
+
+
+def test_other_replies_are_not_flow_dumps():
+    port_stats = struct.pack(ofp.OFP_HEADER_PACK_STR, ofp.OFP_VERSION, ofp.OFPT_MULTIPART_REPLY, 16, 9) + \
+        struct.pack(ofp.OFP_MULTIPART_REPLY_PACK_STR, ofp.OFPMP_PORT_STATS, 0)
+    assert openflow.flow_dump_reply(ofp.OFPT_MULTIPART_REPLY, port_stats) == (False, False)
+    assert openflow.flow_dump_reply(ofp.OFPT_ERROR, flow_dump_part([], more=False)) == (False, False)

@@ -3,7 +3,9 @@
 os-ken delivers replies on its event thread; callers here (the reconcilers)
 run on their own threads and block, bounded by a timeout, until the reply
 with their xid arrives. xids come from our own counter, apart from the ones
-os-ken uses for its handshake, so the two never collide.
+os-ken uses for its handshake, so the two never collide. A flow dump's reply
+is taken as bytes, before os-ken parses it (see listener.py): openflow.py
+reads it faster.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from os_ken.ofproto import ofproto_v1_4_parser as parser
 
 from sdnvirt.controller.fabric.flow import Flow
 from sdnvirt.controller.fabric.listener import SwitchPeer
-from sdnvirt.controller.fabric.openflow import bundle_adds, read_flow
+from sdnvirt.controller.fabric.openflow import bundle_adds, flow_dump_reply, read_flow_dump
 
 XID_BASE = 0x80000000
 BUNDLE_FLAGS = ofp.OFPBF_ATOMIC | ofp.OFPBF_ORDERED
@@ -51,6 +53,7 @@ class _Pending:
     done: threading.Event = field(default_factory=threading.Event)
     answered: float | None = None  # time.monotonic() when the reply that ended the wait came
     unattended: bool = False  # nobody waits: the reply that ends it forgets it
+    raw: bool = False  # its replies are flow dump parts, taken as bytes
 
 
 class SwitchChannel:
@@ -60,6 +63,7 @@ class SwitchChannel:
         self._lock = threading.Lock()
         self._xids = itertools.count(XID_BASE)
         self.closed = False
+        datapath.raw_taker = self.take_raw  # before anyone asks for a flow dump
 
     @property
     def dpid(self) -> int:
@@ -79,8 +83,8 @@ class SwitchChannel:
         if self.closed or not self.datapath.send_msg(msg):
             raise SwitchError(f"switch {self.dpid:#x} is not connected")
 
-    def _expect(self, xid: int, final: Callable[[object], bool] = _last_part) -> _Pending:
-        pending = _Pending(final)
+    def _expect(self, xid: int, final: Callable[[object], bool] = _last_part, raw: bool = False) -> _Pending:
+        pending = _Pending(final, raw=raw)
         with self._lock:
             self._pending[xid] = pending
         return pending
@@ -115,6 +119,24 @@ class SwitchChannel:
                 self._pending.pop(msg.xid, None)
         return True
 
+    def take_raw(self, msg_type: int, xid: int, message: bytearray) -> bool:
+        """Take a part of a flow dump's reply as bytes, for whoever waits for it (the
+        connection's raw taker); False for anything else, which os-ken parses."""
+        with self._lock:
+            pending = self._pending.get(xid)
+        if pending is None or not pending.raw or msg_type == ofp.OFPT_ERROR:
+            return False  # an error: os-ken parses it, and `deliver` hands it on
+        dump, more = flow_dump_reply(msg_type, message)
+        if dump:
+            pending.replies.append(bytes(message))
+        else:
+            pending.errors.append(f"an answer of type {msg_type} where a flow dump's was due")
+        if more and dump:
+            return True
+        pending.answered = time.monotonic()
+        pending.done.set()
+        return True
+
     def close(self) -> None:
         """The switch went away: wake everyone still waiting."""
         self.closed = True
@@ -134,7 +156,13 @@ class SwitchChannel:
         return self._multipart(parser.OFPFlowStatsRequest(self.datapath, table_id=table), "a flow dump", timeout)
 
     def dump_flows(self, timeout: float = DEFAULT_TIMEOUT) -> list[Flow]:
-        return [read_flow(stats) for stats in self.flow_stats(timeout)]
+        """Every flow on the switch, without counters."""
+        parts = self._replies(parser.OFPFlowStatsRequest(self.datapath, table_id=ofp.OFPTT_ALL), "a flow dump",
+                              timeout, raw=True)
+        try:
+            return read_flow_dump(parts)
+        except ValueError as error:
+            raise SwitchError(f"switch {self.dpid:#x} sent a flow dump that does not add up: {error}") from error
 
     def meter_configs(self, timeout: float = DEFAULT_TIMEOUT) -> list:
         """Every meter's configuration on the switch, as os-ken meter config stats."""
@@ -147,13 +175,22 @@ class SwitchChannel:
                                timeout)
 
     def _multipart(self, request, what: str, timeout: float) -> list:
+        return [entry for reply in self._replies(request, what, timeout) for entry in reply.body]
+
+    def _replies(self, request, what: str, timeout: float, raw: bool = False) -> list:
+        """Every part of a multipart reply: os-ken's messages, or with `raw` their bytes."""
         xid = self._next_xid()
-        pending = self._expect(xid)
-        self._send(request, xid)
+        pending = self._expect(xid, raw=raw)
+        try:
+            self._send(request, xid)
+        except SwitchError:
+            with self._lock:
+                self._pending.pop(xid, None)
+            raise
         self._wait(xid, pending, timeout, what)
         if pending.errors:
             raise SwitchError(f"switch {self.dpid:#x} refused {what}: {pending.errors[0]}")
-        return [entry for reply in pending.replies for entry in reply.body]
+        return pending.replies
 
     def confirm(self, message, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Send a message and a barrier under one xid: returns once the switch has handled

@@ -20,6 +20,12 @@ OFP_VERSION = ofp.OFP_VERSION
 _PROTOCOL = ofproto_protocol.ProtocolDesc(OFP_VERSION)
 _HEADER = struct.Struct(ofp.OFP_HEADER_PACK_STR)
 _BUNDLE_ADD = struct.Struct(ofp.OFP_BUNDLE_ADD_MSG_0_PACK_STR)
+_MULTIPART_REPLY = struct.Struct(ofp.OFP_MULTIPART_REPLY_PACK_STR)  # after the header: type, flags
+_ENTRY_LENGTH = struct.Struct("!H")
+# Where a flow-stats entry keeps its age and counters: the only bytes that change while
+# a flow stays the same (ofp_flow_stats: duration at 4..12, packet and byte counts at 32..48).
+_AGE = slice(4, 12)
+_COUNTERS = slice(32, 48)
 
 
 def _action(action: Action):
@@ -86,6 +92,44 @@ def read_flow(stats) -> Flow:
             actions.append(Foreign(repr(inst.to_jsondict())))
     return flow(stats.table_id, stats.priority, {k: _plain(v) for k, v in stats.match.items()},
                 actions=actions, write_metadata=write_metadata, goto=goto, cookie=stats.cookie)
+
+
+def flow_dump_reply(msg_type: int, message: bytes | bytearray) -> tuple[bool, bool]:
+    """Whether a message is a part of a flow dump's reply, and whether more parts follow."""
+    if msg_type != ofp.OFPT_MULTIPART_REPLY or len(message) < ofp.OFP_MULTIPART_REPLY_SIZE:
+        return False, False
+    kind, flags = _MULTIPART_REPLY.unpack_from(message, ofp.OFP_HEADER_SIZE)
+    return kind == ofp.OFPMP_FLOW, bool(flags & ofp.OFPMPF_REPLY_MORE)
+
+
+def read_flow_dump(parts: list[bytes]) -> list[Flow]:
+    """The Flows of a flow dump's reply, from its messages' bytes. Each entry is parsed
+    once, by os-ken, and remembered by its bytes less its age and counters: a bridge read
+    again (it reconnected) mostly holds flows read before. Raises ValueError for a reply
+    that does not add up."""
+    flows = []
+    for part in parts:
+        offset, end = ofp.OFP_MULTIPART_REPLY_SIZE, len(part)
+        while offset < end:
+            if end - offset < ofp.OFP_FLOW_STATS_SIZE:
+                raise ValueError(f"a flow-stats entry cut short at byte {offset}")
+            (length,) = _ENTRY_LENGTH.unpack_from(part, offset)
+            if length < ofp.OFP_FLOW_STATS_SIZE or offset + length > end:
+                raise ValueError(f"a flow-stats entry of {length} bytes at byte {offset} of {end}")
+            entry = bytearray(part[offset:offset + length])
+            entry[_AGE] = bytes(8)
+            entry[_COUNTERS] = bytes(16)
+            flows.append(_entry_flow(bytes(entry)))
+            offset += length
+    return flows
+
+
+@lru_cache(maxsize=1 << 16)
+def _entry_flow(entry: bytes) -> Flow:
+    try:
+        return read_flow(parser.OFPFlowStats.parser(entry, 0))
+    except Exception as error:  # whatever os-ken's parser makes of bytes it cannot read
+        raise ValueError(f"a flow-stats entry os-ken cannot read: {type(error).__name__}: {error}") from error
 
 
 def _plain(value):
