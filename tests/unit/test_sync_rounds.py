@@ -49,6 +49,7 @@ class Bridge:
         self.owners = {PIPELINE_OWNER: frozenset({DEFAULTS}), PORT: frozenset({PLACES[0]})}
         self.failing: dict[str, Exception] = {}
         self.synced: list[frozenset] = []
+        self.compiled: list[frozenset | None] = []  # what each compile was asked for (None: everything)
         ready = threading.Event()
         ready.set()
         self.sync = SwitchSync("hv1", self._compile, ready, self._on_synced)
@@ -57,6 +58,7 @@ class Bridge:
     def _compile(self, owners):
         if "compile" in self.failing:
             raise self.failing["compile"]
+        self.compiled.append(owners)
         return {o: self.owners.get(o, frozenset()) for o in (self.owners if owners is None else owners)}
 
     def _on_synced(self, host, programmed) -> None:
@@ -373,3 +375,23 @@ def test_a_bridge_says_when_its_tables_were_complete_after_it_connected(bridge):
     bridge.sync.attach(bridge.switch)  # the bridge reconnected
     wait_until(lambda: bridge.sync.stats.converged_at not in (None, first), timeout=WAIT, interval=0.005)
     assert bridge.converged()
+
+
+def test_a_bridge_that_reconnects_is_read_and_mended_but_compiled_only_for_what_changed_meanwhile(bridge):
+    """A reconnect compares the switch with what it was compiled to: ten bridges coming back
+    at once must not compile the whole fabric again. What changed while it was away is
+    compiled, and whatever the switch lost or gained is put right."""
+    assert bridge.compiled == [None]  # the first round compiles everything
+    bridge.sync.detach(bridge.switch)
+    bridge.move(2)
+    bridge.sync.request(frozenset({PORT}))  # the change, while the bridge is away
+    bridge.switch.flows.pop(DEFAULTS.key)  # and the switch lost a flow, and gained one nobody wants
+    bridge.switch.flows[ELSEWHERE.key] = ELSEWHERE
+    bridge.sync.attach(bridge.switch)
+    wait_until(bridge.converged, timeout=WAIT, interval=0.005)
+    assert bridge.compiled == [None, frozenset({PORT})]
+    bridge.sync.attach(bridge.switch)  # back again, nothing changed
+    first = bridge.sync.stats.syncs
+    wait_until(lambda: bridge.sync.stats.syncs > first, timeout=WAIT, interval=0.005)
+    assert bridge.converged() and bridge.compiled == [None, frozenset({PORT})]
+    assert bridge.sync.stats.last_flow_mods == 0

@@ -2,10 +2,12 @@
 
 On (re)connect the reconciler reads the switch's flows; after that it keeps
 its own copy of what the switch holds and of the desired flows, owner by
-owner. A round recompiles the owners a change touched (or everything, after a
-connect), compares by flow key, and sends only the difference, deletes before
-adds, in one atomic bundle. When nothing differs nothing is sent, which is
-what makes a controller restart invisible to traffic.
+owner. A round recompiles the owners a change touched (everything only at
+the first round or after a failure: a bridge that reconnects is compared
+with what it was compiled to, plus what changed while it was away), compares
+by flow key, and sends only the difference, deletes before adds, in one
+atomic bundle. When nothing differs nothing is sent, which is what makes a
+controller restart invisible to traffic.
 
 Whatever fails in a round (the switch, the compiler, a bug) fails that bridge's
 round only: the round is released, the bridge says why in its state and error,
@@ -148,7 +150,6 @@ class SwitchSync:
             self._channel = channel
             self._installed = None
             self._generation += 1
-            self._pending = None
             self.in_sync = False
             self.error = None
             self._retry_at = 0.0
@@ -297,7 +298,8 @@ class SwitchSync:
         return remaining if remaining > 0 else None
 
     def _work_pending(self) -> bool:
-        return self._pending is None or bool(self._pending)
+        """Owners to compile, or a switch to read (it connected, or a round's outcome is unknown)."""
+        return self._pending is None or bool(self._pending) or self._installed is None
 
     def _round_if_pending(self) -> int:
         round_ = self._begin_round()
@@ -312,14 +314,16 @@ class SwitchSync:
             owners, self._pending = self._pending, set()
             installed, desired = self._installed, self._desired
         began = time.monotonic()
-        if installed is None:
+        read = installed is None
+        if read:
             installed = {f.key: f for f in channel.dump_flows()}
         if owners is None or desired is None:
             desired = self._compile(None)
             diff = whole_diff(installed, desired)
         else:
-            changed = self._compile(frozenset(owners))
-            diff = owners_diff(installed, desired, changed)
+            changed = self._compile(frozenset(owners)) if owners else {}
+            # A switch just read may hold anything: it is compared whole.
+            diff = whole_diff(installed, {**desired, **changed}) if read else owners_diff(installed, desired, changed)
             desired = {**desired, **changed}
         commit = channel.send_flows(list(diff.deletes), list(diff.adds)) if diff else None
         return _Round(channel, installed, desired, diff, began, commit)
