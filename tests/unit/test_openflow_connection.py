@@ -129,3 +129,16 @@ def test_every_message_reaches_the_raw_taker_whole_however_the_connection_splits
     assert [xid for _, xid, _ in refused] == parsed == list(range(2, 21, 2))
     ours.close()
     theirs.close()
+
+
+@pytest.mark.parametrize("garbage", [
+    bytes([0x63, ofp.OFPT_HELLO, 0, 8, 0, 0, 0, 1]),  # a version nobody speaks
+    bytes([ofp.OFP_VERSION, ofp.OFPT_ECHO_REQUEST, 0, 0, 0, 0, 0, 1]) * 3,  # lengths shorter than a header
+    bytes([ofp.OFP_VERSION, 0xEE, 0, 12, 0, 0, 0, 1, 1, 2, 3, 4]),  # a type OpenFlow 1.4 has not
+], ids=["version", "length", "type"])
+def test_a_peer_sending_garbage_costs_its_own_connection_at_most(switch_socket, garbage):
+    with connect(switch_socket) as peer:
+        peer.sendall(garbage)
+        with connect(switch_socket):  # the listener serves the next one as ever
+            pass
+    wait_for(lambda: not serving(), ENDED_WITHIN)
