@@ -16,10 +16,10 @@ never keeps another peer out. A connection is over, its thread ended and the
 apps told, as soon as either side hangs up (see _Datapath).
 
 Messages are read off the connection here too, not by os-ken's receive loop:
-os-ken parses every message into objects before anyone sees it, and a flow
-dump of a few hundred flows costs tens of milliseconds that way, most of a
-bridge's reconnection when ten come back at once. A datapath's `raw_taker`
-is offered each message's bytes first; what it takes os-ken never parses.
+os-ken parses every message into objects before anyone sees it, about 40 us
+an entry of a flow dump (16 ms for a bridge of 425 flows), on every reconnect.
+A datapath's `raw_taker` is offered each message's bytes first; what it takes
+os-ken never parses (openflow.py reads a flow dump's entries, each once).
 """
 
 from __future__ import annotations
