@@ -9,15 +9,12 @@ from __future__ import annotations
 import struct
 from functools import lru_cache
 
-from os_ken.ofproto import ofproto_protocol
 from os_ken.ofproto import ofproto_v1_4 as ofp
 from os_ken.ofproto import ofproto_v1_4_parser as parser
 
 from sdnvirt.controller.fabric.flow import Action, Flow, Foreign, Move, Output, SetField, ToController, flow
 
 OFP_VERSION = ofp.OFP_VERSION
-# Messages can be built without a switch: os-ken only needs the protocol.
-_PROTOCOL = ofproto_protocol.ProtocolDesc(OFP_VERSION)
 _HEADER = struct.Struct(ofp.OFP_HEADER_PACK_STR)
 _BUNDLE_ADD = struct.Struct(ofp.OFP_BUNDLE_ADD_MSG_0_PACK_STR)
 _FLOW_MOD = struct.Struct(ofp.OFP_FLOW_MOD_PACK_STR0)  # after the header, up to the match
@@ -42,12 +39,8 @@ def _action(action: Action):
     raise TypeError(f"cannot send {action!r}")
 
 
-def instructions(rule: Flow) -> list:
-    return _instruction_objects(rule.actions, rule.write_metadata, rule.goto)
-
-
-def _instruction_objects(actions: tuple[Action, ...], write_metadata: tuple[int, int] | None,
-                         goto: int | None) -> list:
+def instructions(actions: tuple[Action, ...], write_metadata: tuple[int, int] | None, goto: int | None) -> list:
+    """A flow's instructions as os-ken's objects."""
     result = []
     if actions:
         result.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [_action(a) for a in actions]))
@@ -56,19 +49,6 @@ def _instruction_objects(actions: tuple[Action, ...], write_metadata: tuple[int,
     if goto is not None:
         result.append(parser.OFPInstructionGotoTable(goto))
     return result
-
-
-def flow_add(datapath, rule: Flow) -> parser.OFPFlowMod:
-    """An add that also replaces a flow with the same key (OpenFlow's add semantics)."""
-    return parser.OFPFlowMod(datapath, cookie=rule.cookie, table_id=rule.table, command=ofp.OFPFC_ADD,
-                             priority=rule.priority, match=parser.OFPMatch(**dict(rule.match)),
-                             instructions=instructions(rule))
-
-
-def flow_delete(datapath, rule: Flow) -> parser.OFPFlowMod:
-    return parser.OFPFlowMod(datapath, table_id=rule.table, command=ofp.OFPFC_DELETE_STRICT,
-                             priority=rule.priority, match=parser.OFPMatch(**dict(rule.match)),
-                             out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY)
 
 
 def _read_action(action) -> Action:
@@ -145,8 +125,10 @@ def _plain(value):
 
 @lru_cache(maxsize=1 << 16)
 def encoded_flow_mod(rule: Flow, delete: bool) -> bytes:
-    """The flow-mod's bytes (xid 0), as os-ken encodes `flow_add`/`flow_delete`, put
-    together from parts each encoded once by os-ken: a match field, a flow's instructions.
+    """The flow-mod's bytes (xid 0): an add (which replaces a flow of the same key, as
+    OpenFlow's add does) or a strict delete of the flow's key. Byte for byte what os-ken
+    encodes for the same OFPFlowMod, put together from parts each encoded once by os-ken:
+    a match field, a flow's instructions.
     os-ken's encoder costs about 0.1 ms a message, too much for a switch-over or for ten
     emptied bridges to be filled again at once."""
     match = _match(rule.match)
@@ -182,7 +164,7 @@ def _match_field(name: str, value) -> tuple[int, bytes]:
 def _instructions(actions: tuple[Action, ...], write_metadata: tuple[int, int] | None, goto: int | None) -> bytes:
     buf = bytearray()
     offset = 0
-    for instruction in _instruction_objects(actions, write_metadata, goto):
+    for instruction in instructions(actions, write_metadata, goto):
         instruction.serialize(buf, offset)
         offset += instruction.len
     return bytes(buf)

@@ -322,9 +322,10 @@ class SwitchSync:
             diff = whole_diff(installed, desired)
         else:
             changed = self._compile(frozenset(owners)) if owners else {}
+            merged = {**desired, **changed}
             # A switch just read may hold anything: it is compared whole.
-            diff = whole_diff(installed, {**desired, **changed}) if read else owners_diff(installed, desired, changed)
-            desired = {**desired, **changed}
+            diff = whole_diff(installed, merged) if read else owners_diff(installed, desired, changed)
+            desired = merged
         commit = channel.send_flows(list(diff.deletes), list(diff.adds)) if diff else None
         return _Round(channel, installed, desired, diff, began, commit)
 
